@@ -1,0 +1,1 @@
+"""Application layer: the policies (retry, circuit breaker, limits, cost) and their layers."""

@@ -1,0 +1,372 @@
+"""``AsyncLLMClient``: builds the handler stack once and turns keyword calls into typed requests.
+
+::
+
+    async with AsyncLLMClient(provider="openai", base_url=server.base_url) as client:
+        reply = await client.chat(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+        async for chunk in client.stream(model="gpt-4o-mini", messages=[...]):
+            print(chunk.delta, end="")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .config import PROVIDERS, Settings
+from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
+from .errors import InvalidRequestError
+from .infrastructure.transports.router import ProviderRouter, split_model
+from .types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    RequestMetadata,
+    StreamAssembler,
+    Timeout,
+    build_request,
+)
+
+__all__ = ["DEFAULT", "AsyncLLMClient", "ChatStream", "ClientOptions", "make_transport"]
+
+T = TypeVar("T")
+
+
+class _Default:
+    """Sentinel: "use the client's default (from the environment)", unlike ``None`` ("off")."""
+
+    _instance: _Default | None = None
+
+    def __new__(cls) -> _Default:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+DEFAULT: Any = _Default()
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """What the default pipeline is built from. ``DEFAULT`` means "from the environment"."""
+
+    settings: Settings
+    retry_config: Any = DEFAULT
+    circuit_breaker_config: Any = DEFAULT
+    max_concurrency: int | None = None
+    rate_limit: Any = None
+    fallback_models: Sequence[str] | None = None
+    cost_manager: Any = DEFAULT
+    track_cost: bool = True
+    cache_enabled: bool | None = None
+    cache_ttl: float | None = None
+    cache: Any = None
+    dedup_enabled: bool = False
+    tracing: bool = True
+    capture_content: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def make_transport(provider: str, *, api_key: str | None = None, base_url: str | None = None,
+                   settings: Settings | None = None, **kwargs: Any) -> Handler:
+    """A transport for ``provider`` (imported on first use, so unused providers cost nothing)."""
+    settings = settings or Settings.model_validate({})
+    api_key = api_key if api_key is not None else settings.api_key(provider)
+    base_url = base_url if base_url is not None else settings.base_url(provider)
+    if provider == "openai":
+        from .infrastructure.transports.openai_transport import OpenAITransport
+
+        return OpenAITransport(api_key, base_url, **kwargs)
+    if provider == "anthropic":
+        from .infrastructure.transports.anthropic_transport import AnthropicTransport
+
+        return AnthropicTransport(api_key, base_url, **kwargs)
+    if provider == "openrouter":
+        from .infrastructure.transports.openrouter_transport import OpenRouterTransport
+
+        return OpenRouterTransport(api_key, base_url, **kwargs)
+    if provider == "mock":
+        from .infrastructure.transports.mock import MockLLMTransport
+
+        return MockLLMTransport()
+    raise InvalidRequestError(f"unknown provider {provider!r}; expected one of {PROVIDERS}",
+                              field="provider")
+
+
+class AsyncLLMClient:
+    """An asyncio LLM client: a stack of layers around one transport per provider.
+
+    ``layers=None`` builds the default pipeline (see :mod:`llm_async._defaults`); pass a list
+    of layer factories to choose your own, outermost first, or ``layers=[]`` for none.
+    ``transports={"openai": ..., "anthropic": ...}`` serves several providers, routed by a
+    ``provider/model`` prefix.
+    """
+
+    def __init__(
+        self,
+        provider: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        transport: Handler | None = None,
+        transports: Mapping[str, Handler] | None = None,
+        layers: Sequence[LayerFactory] | None = None,
+        timeout: float | Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 256,
+        settings: Settings | None = None,
+        retry_config: Any = DEFAULT,
+        circuit_breaker_config: Any = DEFAULT,
+        max_concurrency: int | None = None,
+        rate_limit: Any = None,
+        fallback_models: Sequence[str] | None = None,
+        cost_manager: Any = DEFAULT,
+        track_cost: bool = True,
+        cache_enabled: bool | None = None,
+        cache_ttl: float | None = None,
+        cache: Any = None,
+        dedup_enabled: bool = False,
+        tracing: bool = True,
+        capture_content: bool = False,
+        **extra: Any,
+    ) -> None:
+        self.settings = settings = settings or Settings.from_env()
+        if provider is None:
+            provider = settings.effective_provider
+        elif settings.force_mock:
+            provider = "mock"
+        self.provider = provider
+        self.model = model or settings.model
+        self.timeout = Timeout.coerce(timeout if timeout is not None else settings.timeout)
+        self.options = ClientOptions(
+            settings=settings, retry_config=retry_config,
+            circuit_breaker_config=circuit_breaker_config, max_concurrency=max_concurrency,
+            rate_limit=rate_limit, fallback_models=fallback_models, cost_manager=cost_manager,
+            track_cost=track_cost, cache_enabled=cache_enabled, cache_ttl=cache_ttl, cache=cache,
+            dedup_enabled=dedup_enabled, tracing=tracing, capture_content=capture_content,
+            extra=extra,
+        )
+        found: dict[str, Handler] = dict(transports or {})
+        if transport is not None:
+            found[provider] = transport
+        if provider not in found:
+            found[provider] = make_transport(
+                provider, api_key=api_key, base_url=base_url, settings=settings,
+                timeout=self.timeout, headers=headers, max_connections=max_connections,
+            ) if provider != "mock" else make_transport("mock")
+        self.transports = found
+        innermost: Handler = (found[provider] if len(found) == 1
+                              else ProviderRouter(found, default=provider))
+        if layers is None:
+            from ._defaults import default_layers
+
+            layers = default_layers(self)
+        self.layers: tuple[LayerFactory, ...] = tuple(layers)
+        self.handler: Handler = build_stack(innermost, self.layers)
+        self._closed = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncLLMClient:
+        """A client configured from the environment; ``kwargs`` override it."""
+        return cls(settings=Settings.from_env(environ), **kwargs)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def resolve(self, model: str) -> tuple[str, str]:
+        """``(provider, model)`` that a model id routes to."""
+        return split_model(model, self.transports, self.provider)
+
+    def build_request(self, model: str | None, messages: Any, params: dict[str, Any],
+                      *, stream: bool) -> ChatRequest:
+        """Validate a call's arguments into a :class:`ChatRequest` (nothing is sent)."""
+        request = params.pop("request", None)
+        if isinstance(request, ChatRequest):
+            if params or messages is not None:
+                raise InvalidRequestError("pass either request= or keyword arguments, not both")
+            if request.stream != stream:
+                request = request.model_copy(update={"stream": stream})
+            return request
+        model = model or self.model
+        if not model:
+            raise InvalidRequestError("model is required (pass model= or set LLM_MODEL)",
+                                      field="model")
+        if messages is None:
+            raise InvalidRequestError("messages is required", field="messages")
+        timeout = params.pop("timeout", None)
+        if timeout is not None:
+            params["timeout"] = Timeout.coerce(timeout, self.timeout)
+        user_id = params.pop("user_id", None)
+        project_id = params.pop("project_id", None)
+        if user_id is not None or project_id is not None:
+            meta = params.get("metadata")
+            meta = dict(meta.model_dump(exclude_none=True) if isinstance(meta, RequestMetadata)
+                        else meta or {})
+            if user_id is not None:
+                meta["user_id"] = user_id
+            if project_id is not None:
+                meta["project_id"] = project_id
+            params["metadata"] = meta
+        provider, bare = self.resolve(model)
+        return build_request(model=bare, provider=provider, messages=messages, stream=stream,
+                             **params)
+
+    async def chat(self, model: str | None = None, messages: Any = None,
+                   **params: Any) -> ChatResponse:
+        """Send one chat request and return the whole answer.
+
+        ``params`` are request fields (``temperature``, ``max_tokens``, ``tools``, ...) and the
+        per-call keywords ``timeout``, ``extra_headers``, ``extra_body``, ``user_id``,
+        ``project_id``, ``metadata`` and ``options``.
+        """
+        if self._closed:
+            raise InvalidRequestError("the client is closed")
+        request = self.build_request(model, messages, params, stream=False)
+        return await self.handler.chat(request)
+
+    def stream(self, model: str | None = None, messages: Any = None,
+               **params: Any) -> ChatStream:
+        """Stream an answer: ``async for chunk in client.stream(...)`` or ``async with``.
+
+        The request is validated now, so bad input raises here, before anything is sent.
+        """
+        if self._closed:
+            raise InvalidRequestError("the client is closed")
+        request = self.build_request(model, messages, params, stream=True)
+        return ChatStream(self.handler, request)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def layer(self, kind: type[T]) -> T | None:
+        """The outermost layer of type ``kind`` in this client's stack, or ``None``."""
+        return find_layer(self.handler, kind)
+
+    @property
+    def stack(self) -> list[Any]:
+        """Every handler of the stack, outermost first, down to the transport (or router)."""
+        return list(iter_stack(self.handler))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every layer and transport (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.handler.aclose()
+
+    async def __aenter__(self) -> AsyncLLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        names = [type(h).__name__ for h in iter_stack(self.handler)]
+        return f"AsyncLLMClient(provider={self.provider!r}, stack={' -> '.join(names)})"
+
+
+class ChatStream:
+    """A streaming call: an async iterator of :class:`ChatChunk` and an async context manager.
+
+    When the stream ends, ``final_response`` holds the assembled answer (text, tool calls,
+    usage). ``aclose()`` — called by ``async with`` — releases the connection at once; breaking
+    out of a bare ``async for`` releases it on the next loop iteration.
+    """
+
+    __slots__ = ("_assembler", "_closed", "_first", "_gen", "_handler", "_started",
+                 "final_response", "request")
+
+    def __init__(self, handler: Handler, request: ChatRequest) -> None:
+        self._handler = handler
+        self.request = request
+        self._gen: AsyncGenerator[ChatChunk, None] | None = None
+        self._assembler = StreamAssembler()
+        self._started = time.perf_counter()
+        self._first: float | None = None
+        self._closed = False
+        self.final_response: ChatResponse | None = None
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        gen = self._gen
+        if gen is None:
+            if self._closed:
+                raise StopAsyncIteration
+            gen = self._gen = self._handler.stream(self.request)
+        try:
+            chunk = await gen.__anext__()
+        except StopAsyncIteration:
+            self._finish()
+            raise
+        except BaseException:
+            await self.aclose()
+            raise
+        if self._first is None:
+            self._first = time.perf_counter() - self._started
+        self._assembler.add(chunk)
+        return chunk
+
+    def _finish(self) -> None:
+        self._closed = True
+        if self.final_response is None:
+            ctx = self.request.context
+            self.final_response = self._assembler.response(
+                provider=self.request.provider or "",
+                model=self._assembler.model or self.request.model,
+                latency=time.perf_counter() - self._started,
+                time_to_first_chunk=self._first,
+                requested_model=self.request.model,
+                cache_hit=ctx.cache_hit,
+                cost=ctx.state.get("cost"),
+                cost_estimated=bool(ctx.state.get("cost_estimated", False)),
+            )
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._assembler.text
+
+    async def text_stream(self) -> AsyncGenerator[str, None]:
+        """Only the text deltas."""
+        async for chunk in self:
+            if chunk.delta:
+                yield chunk.delta
+
+    async def get_final_response(self) -> ChatResponse:
+        """Consume whatever is left and return the assembled answer."""
+        async for _ in self:
+            pass
+        if self.final_response is None:
+            raise InvalidRequestError("the stream was closed before it finished")
+        return self.final_response
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection and every resource the layers hold."""
+        self._closed = True
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            await gen.aclose()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "done" if self.final_response else ("closed" if self._closed else "open")
+        return f"ChatStream(model={self.request.model!r}, chunks={self._assembler.chunks}, {state})"
+
+
+LayerBuilder = Callable[[AsyncLLMClient], list[LayerFactory]]

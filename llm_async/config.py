@@ -1,0 +1,137 @@
+"""Settings read from the environment (the seed's variables plus provider keys and URLs).
+
+``Settings.from_env()`` validates every variable at start-up; a bad value raises
+:class:`~llm_async.errors.ConfigurationError` naming the variable and the value. API keys are
+held as :class:`pydantic.SecretStr` and never printed. Programmatic arguments to
+:class:`~llm_async.AsyncLLMClient` override what the environment says.
+
+=================================  =========  =============================================
+variable                           default    meaning
+=================================  =========  =============================================
+``LLM_PROVIDER``                   openai     ``openai``, ``anthropic``, ``openrouter``, ``mock``
+``LLM_FORCE_MOCK``                 0          ``1`` switches any configuration to ``mock``
+``LLM_MODEL``                      (none)     default model when a call names none
+``LLM_DAILY_BUDGET``               (none)     hard daily budget in USD
+``LLM_MONTHLY_BUDGET``             (none)     hard monthly budget in USD
+``LLM_CIRCUIT_FAILURE_THRESHOLD``  5          consecutive failures that open the breaker
+``LLM_CIRCUIT_TIMEOUT``            60         seconds the breaker stays open
+``LLM_MAX_RETRIES``                3          retries after the first attempt
+``LLM_RETRY_BACKOFF_BASE``         2.0        exponential backoff base
+``LLM_CACHE_ENABLED``              0          response cache on/off
+``LLM_CACHE_TTL``                  3600       cache time-to-live in seconds
+``LLM_TIMEOUT``                    600        total timeout of a call in seconds
+``OPENAI_API_KEY`` / ``_BASE_URL``            OpenAI (or any OpenAI-compatible server)
+``ANTHROPIC_API_KEY`` / ``_BASE_URL``         Anthropic
+``OPENROUTER_API_KEY`` / ``_BASE_URL``        OpenRouter
+=================================  =========  =============================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+__all__ = ["PROVIDERS", "Settings"]
+
+PROVIDERS = ("openai", "anthropic", "openrouter", "mock")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class Settings(BaseModel):
+    """Validated configuration. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    provider: Literal["openai", "anthropic", "openrouter", "mock"] = Field(
+        "openai", alias="LLM_PROVIDER")
+    force_mock: bool = Field(False, alias="LLM_FORCE_MOCK")
+    model: str | None = Field(None, alias="LLM_MODEL")
+    daily_budget: float | None = Field(None, alias="LLM_DAILY_BUDGET", gt=0)
+    monthly_budget: float | None = Field(None, alias="LLM_MONTHLY_BUDGET", gt=0)
+    circuit_failure_threshold: int = Field(5, alias="LLM_CIRCUIT_FAILURE_THRESHOLD", ge=1)
+    circuit_timeout: float = Field(60.0, alias="LLM_CIRCUIT_TIMEOUT", gt=0)
+    max_retries: int = Field(3, alias="LLM_MAX_RETRIES", ge=0, le=20)
+    retry_backoff_base: float = Field(2.0, alias="LLM_RETRY_BACKOFF_BASE", ge=1.0)
+    cache_enabled: bool = Field(False, alias="LLM_CACHE_ENABLED")
+    cache_ttl: float = Field(3600.0, alias="LLM_CACHE_TTL", gt=0)
+    timeout: float = Field(600.0, alias="LLM_TIMEOUT", gt=0)
+    openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
+    openrouter_api_key: SecretStr | None = Field(None, alias="OPENROUTER_API_KEY")
+    openrouter_base_url: str | None = Field(None, alias="OPENROUTER_BASE_URL")
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("force_mock", "cache_enabled", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected 0/1, true/false, yes/no or on/off")
+        return value
+
+    @field_validator("openai_base_url", "anthropic_base_url", "openrouter_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value or None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read and validate the environment (``os.environ`` by default).
+
+        Empty variables count as unset. ``overrides`` (by field name) win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            alias = info.alias or name
+            value = env.get(alias)
+            if value is not None and (value.strip() or name in ("force_mock", "cache_enabled")):
+                data[alias] = value.strip()
+        for key, value in overrides.items():
+            if key not in cls.model_fields:
+                raise ConfigurationError(f"unknown setting {key!r}", variable=key)
+            if value is not None:
+                data[cls.model_fields[key].alias or key] = value
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            variable = str(err["loc"][0]) if err["loc"] else "?"
+            bad = data.get(variable)
+            shown = "***" if "KEY" in variable else repr(bad)
+            raise ConfigurationError(
+                f"invalid environment variable {variable}={shown}: {err['msg']}",
+                variable=variable,
+            ) from None
+
+    @property
+    def effective_provider(self) -> str:
+        """``mock`` when ``LLM_FORCE_MOCK`` is set, else ``provider``."""
+        return "mock" if self.force_mock else self.provider
+
+    def api_key(self, provider: str) -> str | None:
+        secret = getattr(self, f"{provider}_api_key", None)
+        return secret.get_secret_value() if isinstance(secret, SecretStr) else None
+
+    def base_url(self, provider: str) -> str | None:
+        value = getattr(self, f"{provider}_base_url", None)
+        return value if isinstance(value, str) else None

@@ -1,0 +1,1 @@
+"""Domain layer: the ports (protocols) every adapter and layer implements."""

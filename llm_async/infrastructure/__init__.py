@@ -1,0 +1,1 @@
+"""Infrastructure: adapters to the outside world (HTTP transports, wire decoders, backends)."""

@@ -1,0 +1,344 @@
+"""The HTTP transport base: the innermost handler, owning nothing but HTTP and the wire format.
+
+A provider subclass supplies four things: the URL and headers of a call, the JSON payload
+(``build_payload``), the parse of a unary answer (``parse_response``) and a stateful parser that
+turns SSE events into chunks (``stream_parser``). Everything else lives here once: the shared
+``aiohttp.ClientSession`` and its tuned connector, the four timeouts, the response-size cap, the
+mapping of every foreign error to :mod:`llm_async.errors`, and connection release on every exit
+path of a stream (end, error, ``break``, cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+
+from ... import _json
+from ...errors import (
+    APIConnectionError,
+    APITimeoutError,
+    LLMError,
+    ProtocolError,
+    ResponseTooLargeError,
+    StreamError,
+    error_from_response,
+    register_secret,
+)
+from ...types import ChatChunk, ChatRequest, ChatResponse, Timeout, build_request
+from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover
+    from async_timeout import timeout as _timeout
+
+__all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamParser"]
+
+DEFAULT_TIMEOUT = Timeout()
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+class StreamParser(Protocol):
+    """Turns the SSE events of one stream into chunks; ``done`` once the stream has completed."""
+
+    done: bool
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]: ...
+
+
+class HTTPTransport:
+    """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``."""
+
+    provider: ClassVar[str] = "http"
+    default_base_url: ClassVar[str] = ""
+    #: Response headers that carry the provider's request id, in order of preference.
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 256,
+        max_connections_per_host: int = 0,
+        keepalive_timeout: float = 30.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._api_key = api_key
+        register_secret(api_key)
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
+        self.headers = dict(headers or {})
+        self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
+        self.keepalive_timeout = keepalive_timeout
+        self.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
+        self._session = session
+        self._owns_session = session is None
+        self._client_timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+
+    # -- provider hooks -------------------------------------------------------------------
+
+    def url(self, request: ChatRequest) -> str:
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def build_payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_response(self, data: Any, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    def stream_parser(self, request: ChatRequest) -> StreamParser:
+        raise NotImplementedError
+
+    def map_error(self, status: int, body: Any, headers: Mapping[str, str]) -> LLMError:
+        """Map an error status and body to a typed error (providers refine this)."""
+        return error_from_response(status, body, headers=headers, provider=self.provider,
+                                   request_id=self._request_id(headers))
+
+    # -- session ----------------------------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one ``ClientSession`` of this transport, created on first use in the running loop."""
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=self.max_connections_per_host,
+                keepalive_timeout=self.keepalive_timeout,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=sys.version_info < (3, 12, 7),
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+                json_serialize=lambda obj: _json.dumps(obj).decode(),
+            )
+            self._owns_session = True
+        return session
+
+    @property
+    def connector(self) -> aiohttp.BaseConnector | None:
+        """The connection pool (tests check it for leaked connections)."""
+        return self._session.connector if self._session is not None else None
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> HTTPTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # -- the seed's convenience call -------------------------------------------------------
+
+    async def chat_completion(
+        self, messages: list[Any], model: str, **params: Any
+    ) -> ChatResponse:
+        """``await transport.chat_completion(messages=[...], model=...)``, as in the seed."""
+        return await self.chat(build_request(model=model, messages=messages, **params))
+
+    # -- the handler ----------------------------------------------------------------------
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        for name in self.request_id_headers:
+            value = headers.get(name)
+            if value:
+                return value
+        return None
+
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.auth_headers(), **self.headers}
+        if request.extra_headers:
+            headers.update(request.extra_headers)
+        return headers
+
+    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
+        key = (timeout.connect, timeout.idle)
+        ct = self._client_timeouts.get(key)
+        if ct is None:
+            ct = self._client_timeouts[key] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout.connect, sock_read=timeout.idle
+            )
+        return ct
+
+    def _map_exception(self, exc: BaseException, phase: str, timeout: Timeout) -> LLMError:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return APITimeoutError(f"connect timed out after {timeout.connect}s",
+                                   phase="connect", provider=self.provider)
+        if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+            limit = getattr(timeout, phase, None)
+            return APITimeoutError(f"{phase.replace('_', ' ')} timeout ({limit}s) expired",
+                                   phase=phase, provider=self.provider)
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return APIConnectionError(f"connection broke mid-response: {exc}",
+                                      provider=self.provider)
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return ProtocolError(f"malformed HTTP response: {exc.message}", provider=self.provider)
+        return APIConnectionError(f"{type(exc).__name__}: {exc}", provider=self.provider)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        length = resp.content_length
+        if length is not None and length <= self.max_response_bytes:
+            return await resp.read()
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            data = await resp.content.readany()
+            if not data:
+                break
+            size += len(data)
+            if size > self.max_response_bytes:
+                raise ResponseTooLargeError(
+                    f"response body exceeded the {self.max_response_bytes}-byte cap",
+                    provider=self.provider, status=resp.status,
+                    request_id=self._request_id(resp.headers),
+                )
+            parts.append(data)
+        return b"".join(parts)
+
+    def _error_from(self, resp: aiohttp.ClientResponse, raw: bytes) -> LLMError:
+        body: Any
+        try:
+            body = _json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        return self.map_error(resp.status, body, resp.headers)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        timeout = request.timeout or self.timeout
+        payload = _json.dumps(self.build_payload(request, stream=False))
+        started = time.perf_counter()
+        phase = "first_chunk"
+        try:
+            async with _timeout(timeout.total), self.session.post(
+                self.url(request), data=payload, headers=self._headers(request),
+                timeout=self._client_timeout(timeout),
+            ) as resp:
+                request.context.response_headers = resp.headers
+                phase = "idle"
+                raw = await self._read_body(resp)
+                if resp.status >= 400:
+                    raise self._error_from(resp, raw)
+                headers = resp.headers
+        except LLMError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise self._map_exception(exc, "total", timeout) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._map_exception(exc, phase, timeout) from exc
+        try:
+            data = _json.loads(raw)
+        except ValueError as exc:
+            raise ProtocolError(f"response body is not JSON: {raw[:80]!r}",
+                                provider=self.provider, status=resp.status,
+                                request_id=self._request_id(headers)) from exc
+        response = self.parse_response(data, request)
+        response.latency = time.perf_counter() - started
+        response.request_id = self._request_id(headers)
+        response.provider = self.provider
+        response.requested_model = request.model
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+        timeout = request.timeout or self.timeout
+        payload = _json.dumps(self.build_payload(request, stream=True))
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout.total is None else loop.time() + timeout.total
+        delivered = 0
+        phase = "first_chunk"
+        resp: aiohttp.ClientResponse | None = None
+        completed = False
+        try:
+            try:
+                async with _timeout(_limit(timeout.first_chunk, deadline, loop)):
+                    resp = await self.session.post(
+                        self.url(request), data=payload, headers=self._headers(request),
+                        timeout=self._client_timeout(timeout),
+                    )
+                    request.context.response_headers = resp.headers
+                    if resp.status >= 400:
+                        raise self._error_from(resp, await self._read_body(resp))
+                decoder = SSEDecoder(self.max_event_bytes)
+                parser = self.stream_parser(request)
+                content = resp.content
+                while not parser.done:
+                    wait = timeout.first_chunk if delivered == 0 else timeout.idle
+                    async with _timeout(_limit(wait, deadline, loop)):
+                        data = await content.readany()
+                    events = decoder.feed(data) if data else decoder.end()
+                    for event in events:
+                        for chunk in parser.feed(event):
+                            delivered += 1
+                            phase = "idle"
+                            yield chunk
+                    if not data:
+                        break
+                if not parser.done:
+                    raise APIConnectionError("the stream ended before it was complete",
+                                             provider=self.provider,
+                                             request_id=self._request_id(resp.headers))
+                completed = await _drain(content)
+            except LLMError:
+                raise
+            except asyncio.TimeoutError as exc:
+                expired = "total" if deadline is not None and loop.time() >= deadline else phase
+                raise self._map_exception(exc, expired, timeout) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise self._map_exception(exc, phase, timeout) from exc
+        except LLMError as err:
+            if delivered:
+                raise StreamError(f"stream failed after {delivered} chunks: {err.message}",
+                                  cause=err, chunks_received=delivered) from err
+            raise
+        finally:
+            if resp is not None:
+                if completed:
+                    resp.release()
+                else:
+                    resp.close()
+
+
+async def _drain(content: aiohttp.StreamReader) -> bool:
+    """Read what follows the last event (the chunked terminator) so the connection is reused."""
+    if content.is_eof():
+        return True
+    try:
+        async with _timeout(1.0):
+            while await content.readany():
+                pass
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+        return False
+    return True
+
+
+def _limit(phase_timeout: float | None, deadline: float | None,
+           loop: asyncio.AbstractEventLoop) -> float | None:
+    """Seconds until the earlier of the phase timeout and the total deadline."""
+    if deadline is None:
+        return phase_timeout
+    remaining = max(0.0, deadline - loop.time())
+    return remaining if phase_timeout is None else min(phase_timeout, remaining)

@@ -1,0 +1,487 @@
+"""Typed request, response and stream-chunk models shared by every provider and every layer.
+
+Transports translate these to and from each provider's wire format; layers only ever see these.
+Plain dicts are accepted wherever the seed used them (``messages=[{"role": "user", ...}]``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "CallContext",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "ContentPart",
+    "FinishReason",
+    "FunctionCall",
+    "FunctionDefinition",
+    "ImagePart",
+    "ImageURL",
+    "Message",
+    "RequestMetadata",
+    "Role",
+    "StreamAssembler",
+    "TextPart",
+    "Timeout",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "build_request",
+]
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+#: Finish reasons normalised across providers.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TextPart(_Model):
+    """A text part of a message's content."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(_Model):
+    """An image by URL or ``data:`` URL (base64)."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Model):
+    """An image part of a message's content (OpenAI shape; other providers are translated)."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Model):
+    """The function a tool call invokes; ``arguments`` is the JSON text the model produced."""
+
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(_Model):
+    """A complete tool call made by the assistant."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+    def parsed_arguments(self) -> Any:
+        """The arguments as JSON (raises :class:`json.JSONDecodeError` when they are not JSON)."""
+        return json.loads(self.function.arguments or "{}")
+
+
+class ToolCallDelta(_Model):
+    """A fragment of a streamed tool call; fragments with the same ``index`` concatenate."""
+
+    index: int = 0
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class FunctionDefinition(_Model):
+    """A function the model may call: a name, a description and a JSON schema."""
+
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class Tool(_Model):
+    """A tool in OpenAI's shape: ``{"type": "function", "function": {...}}``."""
+
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class Message(_Model):
+    """One chat message. ``content`` is text or a list of parts; assistants may add tool calls."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.role == "assistant":
+            if self.content is None and not self.tool_calls:
+                raise ValueError("an assistant message needs content or tool_calls")
+        elif self.content is None:
+            raise ValueError(f"a {self.role} message needs content")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The message's text: the content string, or its text parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class RequestMetadata(BaseModel):
+    """Who a call is for: used for cost attribution, budgets and cache namespacing."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_id: str | None = None
+    project_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """Timeouts in seconds (``None`` disables one).
+
+    ``connect``: opening the connection. ``first_chunk``: from sending until the first content
+    of a stream (or the response headers of a unary call). ``idle``: the longest gap between two
+    reads. ``total``: the whole call. Time spent queued in our own limits counts in none of them:
+    they are applied by the transport, the innermost handler.
+    """
+
+    connect: float | None = 10.0
+    first_chunk: float | None = 120.0
+    idle: float | None = 60.0
+    total: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_chunk", "idle", "total"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InvalidRequestError(f"timeout.{name} must be > 0, got {value!r}",
+                                          field=f"timeout.{name}")
+
+    @classmethod
+    def coerce(cls, value: float | Timeout | None, default: Timeout | None = None) -> Timeout:
+        """A float means a total timeout on top of ``default``'s other values."""
+        if isinstance(value, Timeout):
+            return value
+        base = default or cls()
+        if value is None:
+            return base
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequestError(f"timeout must be a number or Timeout, got {value!r}",
+                                      field="timeout")
+        total = float(value)
+        return cls(
+            connect=min(base.connect, total) if base.connect else total,
+            first_chunk=min(base.first_chunk, total) if base.first_chunk else None,
+            idle=min(base.idle, total) if base.idle else None,
+            total=total,
+        )
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Per-call scratch space shared by the layers of one logical call.
+
+    Layers record what happened (``event``), read the last attempt's response headers, and keep
+    small per-call state in ``state``. Listeners (the tracing layer) receive every event.
+    """
+
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    attempt: int = 0
+    response_headers: Mapping[str, str] | None = None
+    cache_hit: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+
+    def event(self, name: str, **attributes: Any) -> None:
+        """Report ``name`` (``retry``, ``cache_hit``, ``fallback``, ...) to every listener."""
+        for listener in self.listeners:
+            listener(name, attributes)
+
+
+class ChatRequest(_Model):
+    """A provider-neutral chat request.
+
+    Wire fields are translated by the transport; ``extra_body`` is merged into the provider's
+    JSON as-is. ``metadata``, ``timeout``, ``extra_headers`` and ``options`` never reach the
+    wire as fields: they steer the layers (``options`` holds per-call layer settings, such as
+    ``{"cache": "bypass"}``; each layer documents its keys).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              arbitrary_types_allowed=True)
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    provider: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    stop: list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    response_format: Any = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    stream: bool = False
+    metadata: RequestMetadata = Field(default_factory=RequestMetadata)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeout | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _context: CallContext | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            stop = data.get("stop")
+            if isinstance(stop, str):
+                data = {**data, "stop": [stop]}
+        return data
+
+    @model_validator(mode="after")
+    def _check_response_format(self) -> ChatRequest:
+        rf = self.response_format
+        if rf is None:
+            return self
+        if isinstance(rf, type) and issubclass(rf, BaseModel):
+            return self
+        if isinstance(rf, dict) and rf.get("type") in ("text", "json_object", "json_schema"):
+            if rf["type"] == "json_schema" and not isinstance(rf.get("json_schema"), dict):
+                raise ValueError("response_format json_schema needs a 'json_schema' object")
+            return self
+        raise ValueError(
+            "response_format must be a pydantic model class or a dict with type "
+            "'text', 'json_object' or 'json_schema'"
+        )
+
+    @property
+    def context(self) -> CallContext:
+        """This call's :class:`CallContext` (created on first use, shared by copies)."""
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = CallContext()
+        return ctx
+
+    @property
+    def user_id(self) -> str | None:
+        return self.metadata.user_id
+
+    @property
+    def project_id(self) -> str | None:
+        return self.metadata.project_id
+
+    def with_model(self, model: str) -> ChatRequest:
+        """A copy for another model that shares this call's context."""
+        new = self.model_copy(update={"model": model})
+        new._context = self.context
+        return new
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and ("[" in part or part == "str"):
+            continue  # pydantic's union-branch labels, not field names
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def build_request(**fields: Any) -> ChatRequest:
+    """Validate ``fields`` into a :class:`ChatRequest`, or raise :class:`InvalidRequestError`.
+
+    The error names the first offending field, for example ``messages[0].role``.
+    """
+    try:
+        return ChatRequest.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        path = _field_path(tuple(first["loc"]))
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown parameter (use extra_body= for provider-specific fields)"
+        count = exc.error_count()
+        more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
+        raise InvalidRequestError(f"invalid request: {path}: {msg}{more}", field=path) from None
+
+
+class Usage(BaseModel):
+    """Token usage, normalised across providers.
+
+    ``input_tokens`` counts every prompt token, cached ones included (OpenAI's ``prompt_tokens``;
+    for Anthropic the sum of uncached, cache-read and cache-write tokens). ``cache_read_tokens``
+    and ``cache_write_tokens`` are parts of it; ``reasoning_tokens`` is part of ``output_tokens``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens)
+
+    @property
+    def cached_input_tokens(self) -> int:
+        """Alias of ``cache_read_tokens``."""
+        return self.cache_read_tokens
+
+
+class ChatResponse(BaseModel):
+    """A complete answer, from a unary call or assembled from a stream."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    id: str = ""
+    model: str = ""
+    provider: str = ""
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency: float = 0.0
+    time_to_first_chunk: float | None = None
+    request_id: str | None = None
+    requested_model: str | None = None
+    cache_hit: bool = False
+    cost: Decimal | None = None
+    cost_estimated: bool = False
+    provider_cost: float | None = None
+    parsed: Any = None
+    raw: Any = Field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The reply's text ("" when the model only called tools)."""
+        return self.content or ""
+
+
+class ChatChunk(BaseModel):
+    """One streamed piece: a text delta, tool-call fragments, and at the end a finish reason
+    and (on the final chunk) the usage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta: str = ""
+    tool_calls: list[ToolCallDelta] = Field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    id: str | None = None
+    model: str | None = None
+    provider_cost: float | None = None
+
+
+class StreamAssembler:
+    """Folds chunks into the final :class:`ChatResponse` (text, tool calls, usage).
+
+    Used by the client for ``stream.final_response`` and by any layer that needs the whole answer
+    of a stream (cost, cache, dedup).
+    """
+
+    __slots__ = ("_calls", "_parts", "chunks", "finish_reason", "id", "model", "provider_cost",
+                 "usage")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._calls: dict[int, list[Any]] = {}
+        self.chunks = 0
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.id: str | None = None
+        self.model: str | None = None
+        self.provider_cost: float | None = None
+
+    def add(self, chunk: ChatChunk) -> None:
+        self.chunks += 1
+        if chunk.delta:
+            self._parts.append(chunk.delta)
+        for tc in chunk.tool_calls:
+            slot = self._calls.get(tc.index)
+            if slot is None:
+                slot = self._calls[tc.index] = [tc.id, tc.name, []]
+            if tc.id:
+                slot[0] = tc.id
+            if tc.name:
+                slot[1] = tc.name
+            if tc.arguments:
+                slot[2].append(tc.arguments)
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.id and self.id is None:
+            self.id = chunk.id
+        if chunk.model and self.model is None:
+            self.model = chunk.model
+        if chunk.provider_cost is not None:
+            self.provider_cost = chunk.provider_cost
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(id=slot[0] or f"call_{index}",
+                     function=FunctionCall(name=slot[1] or "", arguments="".join(slot[2])))
+            for index, slot in sorted(self._calls.items())
+        ]
+
+    def response(self, **fields: Any) -> ChatResponse:
+        """The assembled response; ``fields`` (provider, latency, ...) are set on it too."""
+        text = self.text
+        calls = self.tool_calls()
+        values: dict[str, Any] = {
+            "id": self.id or "",
+            "model": self.model or "",
+            "content": text if (text or not calls) else None,
+            "tool_calls": calls,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage or Usage(),
+            "provider_cost": self.provider_cost,
+        }
+        values.update(fields)
+        return ChatResponse(**values)
