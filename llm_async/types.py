@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidRequestError
 
@@ -271,17 +279,15 @@ class ChatRequest(_Model):
                 data = {**data, "stop": [stop]}
         return data
 
-    @model_validator(mode="after")
-    def _check_response_format(self) -> ChatRequest:
-        rf = self.response_format
-        if rf is None:
-            return self
-        if isinstance(rf, type) and issubclass(rf, BaseModel):
-            return self
+    @field_validator("response_format")
+    @classmethod
+    def _check_response_format(cls, rf: Any) -> Any:
+        if rf is None or (isinstance(rf, type) and issubclass(rf, BaseModel)):
+            return rf
         if isinstance(rf, dict) and rf.get("type") in ("text", "json_object", "json_schema"):
             if rf["type"] == "json_schema" and not isinstance(rf.get("json_schema"), dict):
                 raise ValueError("response_format json_schema needs a 'json_schema' object")
-            return self
+            return rf
         raise ValueError(
             "response_format must be a pydantic model class or a dict with type "
             "'text', 'json_object' or 'json_schema'"

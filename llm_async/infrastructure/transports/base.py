@@ -87,7 +87,7 @@ class HTTPTransport:
         self.max_event_bytes = max_event_bytes
         self._session = session
         self._owns_session = session is None
-        self._client_timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     # -- provider hooks -------------------------------------------------------------------
 
@@ -177,12 +177,12 @@ class HTTPTransport:
         return headers
 
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
-        key = (timeout.connect, timeout.idle)
-        ct = self._client_timeouts.get(key)
+        # Only the connect timeout is aiohttp's: its sock_read would also cover the wait for the
+        # first byte, which is the first_chunk timeout's job. Reads are timed by our own timers.
+        ct = self._client_timeouts.get(timeout.connect)
         if ct is None:
-            ct = self._client_timeouts[key] = aiohttp.ClientTimeout(
-                total=None, sock_connect=timeout.connect, sock_read=timeout.idle
-            )
+            ct = self._client_timeouts[timeout.connect] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout.connect)
         return ct
 
     def _map_exception(self, exc: BaseException, phase: str, timeout: Timeout) -> LLMError:
@@ -231,15 +231,22 @@ class HTTPTransport:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=False))
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        deadline = None if timeout.total is None else loop.time() + timeout.total
         phase = "first_chunk"
         try:
-            async with _timeout(timeout.total), self.session.post(
-                self.url(request), data=payload, headers=self._headers(request),
-                timeout=self._client_timeout(timeout),
-            ) as resp:
-                request.context.response_headers = resp.headers
+            # One timer: first until the response headers, then the total deadline.
+            async with (
+                _timeout(_limit(timeout.first_chunk, deadline, loop)) as timer,
+                self.session.post(
+                    self.url(request), data=payload, headers=self._headers(request),
+                    timeout=self._client_timeout(timeout),
+                ) as resp,
+            ):
                 phase = "idle"
+                timer.reschedule(deadline)
+                request.context.response_headers = resp.headers
                 raw = await self._read_body(resp)
                 if resp.status >= 400:
                     raise self._error_from(resp, raw)
@@ -247,7 +254,8 @@ class HTTPTransport:
         except LLMError:
             raise
         except asyncio.TimeoutError as exc:
-            raise self._map_exception(exc, "total", timeout) from exc
+            expired = "total" if deadline is not None and loop.time() >= deadline else phase
+            raise self._map_exception(exc, expired, timeout) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._map_exception(exc, phase, timeout) from exc
         try:

@@ -1,0 +1,165 @@
+"""Request validation, stream assembly, timeouts, error mapping and secret redaction."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from llm_async import (
+    AuthenticationError,
+    BadRequestError,
+    ChatChunk,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    StreamAssembler,
+    Timeout,
+    ToolCallDelta,
+    Usage,
+    build_request,
+)
+from llm_async.errors import (
+    APIStatusError,
+    ConflictError,
+    InsufficientCreditsError,
+    RequestTimeoutError,
+    UnprocessableEntityError,
+    error_from_response,
+    parse_retry_after,
+    redact,
+    register_secret,
+)
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "", "messages": USER}, "model"),
+        ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0]"),
+        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0]"),
+        ({"model": "m", "messages": USER, "max_tokens": 0}, "max_tokens"),
+        ({"model": "m", "messages": USER, "max_tokens": -5}, "max_tokens"),
+        ({"model": "m", "messages": USER, "temperature": 2.5}, "temperature"),
+        ({"model": "m", "messages": USER, "temperature": -0.1}, "temperature"),
+        ({"model": "m", "messages": USER, "top_p": 1.5}, "top_p"),
+        ({"model": "m", "messages": USER, "response_format": {"type": "xml"}}, "response_format"),
+        ({"model": "m", "messages": USER, "bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_requests_name_the_field(fields: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        build_request(**fields)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert not info.value.retryable
+
+
+def test_valid_request_normalises_stop_and_parts() -> None:
+    req = build_request(model="m", stop="END", messages=[
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "look"},
+                                     {"type": "image_url",
+                                      "image_url": {"url": "data:image/png;base64,AA=="}}]},
+        {"role": "assistant", "tool_calls": [
+            {"id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ], metadata={"user_id": "u1", "project_id": "p1"})
+    assert req.stop == ["END"]
+    assert req.messages[1].text == "look"
+    assert req.user_id == "u1" and req.project_id == "p1"
+    assert req.context is req.with_model("other").context
+
+
+def test_stream_assembler_builds_text_tools_and_usage() -> None:
+    asm = StreamAssembler()
+    asm.add(ChatChunk(delta="Hel", id="x", model="m"))
+    asm.add(ChatChunk(delta="lo"))
+    asm.add(ChatChunk(tool_calls=[ToolCallDelta(index=0, id="c", name="f", arguments='{"a"')]))
+    asm.add(ChatChunk(tool_calls=[ToolCallDelta(index=0, arguments=": 1}")]))
+    asm.add(ChatChunk(finish_reason="tool_calls"))
+    asm.add(ChatChunk(usage=Usage(input_tokens=3, output_tokens=4)))
+    resp = asm.response(provider="p")
+    assert resp.text == "Hello"
+    assert resp.tool_calls[0].parsed_arguments() == {"a": 1}
+    assert resp.finish_reason == "tool_calls"
+    assert resp.usage.total_tokens == 7
+    assert resp.id == "x" and resp.provider == "p"
+
+
+def test_timeout_coerce_and_validation() -> None:
+    t = Timeout.coerce(5.0, Timeout(connect=10, first_chunk=60, idle=30, total=600))
+    assert t == Timeout(connect=5.0, first_chunk=5.0, idle=5.0, total=5.0)
+    assert Timeout.coerce(None) == Timeout()
+    with pytest.raises(InvalidRequestError):
+        Timeout(total=0)
+    with pytest.raises(InvalidRequestError):
+        Timeout.coerce("soon")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "retryable"),
+    [
+        (400, {"error": {"message": "bad"}}, BadRequestError, False),
+        (401, {"error": {"message": "no key"}}, AuthenticationError, False),
+        (402, {"error": {"code": 402, "message": "Insufficient credits"}},
+         InsufficientCreditsError, False),
+        (403, {"error": {"message": "nope"}}, PermissionDeniedError, False),
+        (404, {"error": {"message": "no model", "code": "model_not_found"}}, NotFoundError, False),
+        (408, None, RequestTimeoutError, True),
+        (409, None, ConflictError, True),
+        (422, {"detail": "x"}, UnprocessableEntityError, False),
+        (429, {"error": {"message": "slow", "type": "requests"}}, RateLimitError, True),
+        (500, {"error": {"message": "boom", "type": "server_error"}}, ServerError, True),
+        (503, "Service Unavailable", OverloadedError, True),
+        (529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+         OverloadedError, True),
+        (418, {"error": {"message": "teapot"}}, APIStatusError, False),
+        (599, None, ServerError, True),
+    ],
+)
+def test_status_table(status: int, body: object, cls: type, retryable: bool) -> None:
+    err = error_from_response(status, body, provider="openai", request_id="req_1")
+    assert type(err) is cls
+    assert err.status == status and err.retryable is retryable
+    assert err.provider == "openai" and err.request_id == "req_1"
+
+
+def test_x_should_retry_overrides() -> None:
+    err = error_from_response(400, None, headers={"x-should-retry": "true"})
+    assert err.retryable
+    err = error_from_response(500, None, headers={"x-should-retry": "false"})
+    assert not err.retryable
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "garbage"}) is None
+    when = parse_retry_after({"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"})
+    assert when is not None and when > 1e6
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert parse_retry_after({}) is None
+
+
+def test_secrets_never_in_messages() -> None:
+    register_secret("custom-secret-value-xyz")
+    err = error_from_response(
+        401, {"error": {"message": "Incorrect API key provided: sk-proj-abcdef123456 "
+                                   "and custom-secret-value-xyz"}})
+    assert "sk-proj-abcdef123456" not in str(err) and "sk-proj-abcdef123456" not in repr(err)
+    assert "custom-secret-value-xyz" not in str(err)
+    assert redact("Bearer abcdefghijklmnop") == "***"
+
+
+def test_errors_pickle() -> None:
+    err = error_from_response(429, {"error": {"message": "slow"}}, headers={"retry-after": "2"})
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is RateLimitError and again.retry_after == 2.0 and again.status == 429
