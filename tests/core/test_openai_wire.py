@@ -48,7 +48,9 @@ async def test_request_body_and_headers(client: AsyncLLMClient) -> None:
         value: int
 
     with aioresponses() as mocked:
-        mocked.post(URL_, payload=OK, headers={"x-request-id": "req_abc"})
+        structured = {**OK, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": '{"value": 1}'}}]}
+        mocked.post(URL_, payload=structured, headers={"x-request-id": "req_abc"})
         reply = await client.chat(
             model="gpt-4o", temperature=0.2, top_p=0.9, max_tokens=64, stop="END", seed=7,
             messages=[
@@ -92,7 +94,7 @@ async def test_request_body_and_headers(client: AsyncLLMClient) -> None:
     assert headers["Authorization"] == "Bearer sk-wire-test-000"
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Team"] == "core" and headers["X-Trace"] == "t1"
-    assert reply.text == "Hi!" and reply.request_id == "req_abc"
+    assert reply.parsed == Answer(value=1) and reply.request_id == "req_abc"
     assert reply.model == "gpt-4o-2024-08-06" and reply.requested_model == "gpt-4o"
     assert reply.usage.input_tokens == 20 and reply.usage.cache_read_tokens == 8
     assert reply.usage.uncached_input_tokens == 12 and reply.usage.reasoning_tokens == 2

@@ -125,7 +125,8 @@ def _image_block(part: ImagePart, where: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise InvalidRequestError(
-        "Anthropic takes images as base64 data: URLs or http(s) URLs", field=where)
+        "Anthropic takes images as base64 data: URLs or http(s) URLs", field=where,
+        provider="anthropic")
 
 
 def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
