@@ -135,3 +135,24 @@ class Settings(BaseModel):
     def base_url(self, provider: str) -> str | None:
         value = getattr(self, f"{provider}_base_url", None)
         return value if isinstance(value, str) else None
+
+    def check_credentials(self, provider: str, *, api_key: str | None = None,
+                          base_url: str | None = None) -> None:
+        """Fail at start-up, not at the first call, when ``provider`` has no API key.
+
+        A provider needs a key unless it is ``mock`` or points at a custom base URL (a local
+        OpenAI-compatible server may need none). The error names the variable, never a value.
+        """
+        if provider not in PROVIDERS:
+            raise ConfigurationError(
+                f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}",
+                variable="LLM_PROVIDER")
+        if provider == "mock" or api_key or self.api_key(provider):
+            return
+        if base_url or self.base_url(provider):
+            return
+        variable = f"{provider.upper()}_API_KEY"
+        raise ConfigurationError(
+            f"{variable} is not set (LLM_PROVIDER={provider} needs an API key); set it, point "
+            f"{provider.upper()}_BASE_URL at a compatible server, or set LLM_FORCE_MOCK=1",
+            variable=variable)
