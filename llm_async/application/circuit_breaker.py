@@ -1,0 +1,934 @@
+"""An asyncio-aware circuit breaker, its registry and the pipeline's CircuitBreakerLayer.
+
+States: ``CLOSED`` (calls pass; outcomes are counted), ``OPEN`` (calls are rejected at once with
+:class:`~llm_async.errors.CircuitBreakerOpenError`, which carries ``retry_after``) and
+``HALF_OPEN`` (a bounded number of probe calls test whether the service recovered).
+
+The breaker opens when, while closed, either
+
+* ``failure_threshold`` counted failures happen in a row (the seed's rule), or
+* over the sliding time window (``window`` seconds in ``window_buckets`` buckets) at least
+  ``minimum_calls`` calls were recorded and the failure rate reaches ``failure_rate_threshold``,
+  or the share of slow calls (slower than ``slow_call_threshold``) reaches
+  ``slow_call_rate_threshold``.
+
+It stays open for ``timeout · backoff_multiplier^(trips−1)`` seconds (capped at ``max_timeout``,
+then multiplied by a random factor in ``[1 − jitter, 1 + jitter]``), where ``trips`` counts the
+openings since the breaker was last closed; a ``Retry-After`` hint on the error that tripped it
+lengthens that. After the wait the next call moves it to ``HALF_OPEN`` (lazily, no timer task):
+at most ``half_open_max_calls`` probes run at once; one failed (or slow) probe re-opens it,
+``success_threshold`` successful probes close it.
+
+What counts as a failure (by default): server errors (5xx, overloaded), timeouts, connection
+errors and unparsable responses; 429 only with ``count_rate_limits=True``. A caller's error
+(400, 401, 403, 404, context length, an invalid request, a budget or quota) is *ignored*: it
+counts as neither failure nor success. For plain callables any other exception is a failure.
+A cancelled call records nothing and gives back its half-open permit.
+
+State lives behind a ``threading.Lock`` held only for a few arithmetic steps, never across the
+wrapped call, so the breaker serves coroutines and threads alike; time comes from the injected
+monotonic :class:`~llm_async._clock.Clock`.
+
+Adaptive thresholds (``adaptive=True``): the breaker learns a baseline failure rate ``p`` — an
+exponentially weighted average (weight 0.2) of the window's failure rate, sampled once per window
+while closed with at least ``minimum_calls`` calls. With ``n`` calls in the window and
+``ε = adaptive_false_trip_target`` (0.01):
+
+* consecutive-failure threshold ``k = clamp(⌈ln(ε / n) / ln p⌉, failure_threshold,
+  4 · failure_threshold)`` — the run length that chance failures at rate ``p`` would reach
+  fewer than ``ε`` times in ``n`` calls (``n · p^k ≤ ε``), so busy services with a known error
+  rate do not trip on noise;
+* failure-rate threshold ``θ' = p + (1 − p) · θ`` — ``θ`` of the headroom above the baseline.
+
+Adaptive thresholds only ever make the breaker less eager than the configured ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from contextlib import aclosing
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkable
+
+from .._clock import Clock, system_clock
+from ..domain.ports import Handler, Layer
+from ..errors import (
+    APIConnectionError,
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    LLMError,
+    ProtocolError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    ServerError,
+    StreamError,
+)
+from ..types import ChatChunk, ChatRequest, ChatResponse
+
+__all__ = [
+    "AsyncBreaker",
+    "BreakerPermit",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitBreakerLayer",
+    "CircuitBreakerOpenError",
+    "CircuitPermit",
+    "CircuitState",
+    "StateListener",
+    "all_circuit_breakers",
+    "default_is_failure",
+    "get_circuit_breaker",
+    "remove_circuit_breaker",
+]
+
+logger = logging.getLogger("llm_async.circuit")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CircuitState(str, Enum):
+    """The three states of a breaker; the value is the seed's ``circuit.state`` string."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+#: ``callback(name, old_state, new_state)``, called after every state change.
+StateListener = Callable[[str, CircuitState, CircuitState], None]
+
+
+def default_is_failure(error: BaseException, *, count_rate_limits: bool = False) -> bool | None:
+    """``True``: a failure; ``False``: ignored (neither failure nor success); ``None``: not an
+    outcome at all (cancellation)."""
+    if not isinstance(error, Exception):
+        return None
+    if isinstance(error, StreamError):
+        return True if error.cause is None else \
+            bool(default_is_failure(error.cause, count_rate_limits=count_rate_limits))
+    if isinstance(error, LLMError):
+        if isinstance(error, QuotaExceededError):
+            return False
+        if isinstance(error, RateLimitError):
+            return count_rate_limits
+        if isinstance(error, ResponseTooLargeError):
+            return False
+        return isinstance(error, ServerError | APIConnectionError | ProtocolError
+                          | RequestTimeoutError)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """Thresholds and timings of a :class:`CircuitBreaker` (see the module docstring).
+
+    ``failure_threshold``: counted failures in a row that open it
+    (``LLM_CIRCUIT_FAILURE_THRESHOLD``). ``success_threshold``: successful probes that close it
+    again. ``timeout``: seconds it stays open the first time (``LLM_CIRCUIT_TIMEOUT``).
+    ``failure_rate_threshold`` (0–1, ``None`` disables) over ``window`` seconds once
+    ``minimum_calls`` were seen. ``slow_call_threshold`` (seconds; ``None`` disables) and
+    ``slow_call_rate_threshold`` (0–1). ``half_open_max_calls``: concurrent probes.
+    ``backoff_multiplier``, ``max_timeout``, ``jitter``: the open duration on repeated trips.
+    ``adaptive``: learn thresholds (module docstring). ``count_rate_limits``: count 429s as
+    failures. ``is_failure``: your own classifier (``True`` failure, ``False`` ignored),
+    replacing the default. ``honor_retry_after``: stay open at least as long as the tripping
+    error's ``retry_after``.
+    """
+
+    failure_threshold: int = 5
+    success_threshold: int = 2
+    timeout: float = 60.0
+    failure_rate_threshold: float | None = 0.5
+    minimum_calls: int = 20
+    window: float = 60.0
+    window_buckets: int = 12
+    slow_call_threshold: float | None = None
+    slow_call_rate_threshold: float = 1.0
+    half_open_max_calls: int = 1
+    backoff_multiplier: float = 2.0
+    max_timeout: float = 600.0
+    jitter: float = 0.1
+    adaptive: bool = False
+    adaptive_false_trip_target: float = 0.01
+    count_rate_limits: bool = False
+    is_failure: Callable[[BaseException], bool] | None = None
+    honor_retry_after: bool = True
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigurationError(f"CircuitBreakerConfig: {message}")
+
+        need(self.failure_threshold >= 1, "failure_threshold must be >= 1")
+        need(self.success_threshold >= 1, "success_threshold must be >= 1")
+        need(self.timeout > 0, "timeout must be > 0")
+        need(self.failure_rate_threshold is None or 0 < self.failure_rate_threshold <= 1,
+             "failure_rate_threshold must be in (0, 1] or None")
+        need(self.minimum_calls >= 1, "minimum_calls must be >= 1")
+        need(self.window > 0, "window must be > 0")
+        need(self.window_buckets >= 1, "window_buckets must be >= 1")
+        need(self.slow_call_threshold is None or self.slow_call_threshold > 0,
+             "slow_call_threshold must be > 0 or None")
+        need(0 < self.slow_call_rate_threshold <= 1, "slow_call_rate_threshold must be in (0, 1]")
+        need(self.half_open_max_calls >= 1, "half_open_max_calls must be >= 1")
+        need(self.backoff_multiplier >= 1, "backoff_multiplier must be >= 1")
+        need(self.max_timeout >= self.timeout, "max_timeout must be >= timeout")
+        need(0 <= self.jitter < 1, "jitter must be in [0, 1)")
+        need(0 < self.adaptive_false_trip_target < 1, "adaptive_false_trip_target in (0, 1)")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> CircuitBreakerConfig:
+        """From :class:`~llm_async.config.Settings`: ``LLM_CIRCUIT_FAILURE_THRESHOLD`` and
+        ``LLM_CIRCUIT_TIMEOUT``."""
+        values: dict[str, Any] = {
+            "failure_threshold": int(settings.circuit_failure_threshold),
+            "timeout": float(settings.circuit_timeout),
+        }
+        values.update(overrides)
+        values.setdefault("max_timeout", max(600.0, values["timeout"]))
+        return cls(**values)
+
+    def classify(self, error: BaseException) -> bool | None:
+        """``True`` failure, ``False`` ignored, ``None`` no outcome (cancelled)."""
+        if not isinstance(error, Exception):
+            return None
+        if self.is_failure is not None:
+            return bool(self.is_failure(error))
+        return default_is_failure(error, count_rate_limits=self.count_rate_limits)
+
+
+class _Window:
+    """Calls, failures and slow calls over the last ``window`` seconds, in time buckets."""
+
+    __slots__ = ("_buckets", "_width")
+
+    def __init__(self, window: float, buckets: int) -> None:
+        self._width = window / buckets
+        # [epoch, total, failed, slow] per bucket
+        self._buckets: list[list[int]] = [[-1, 0, 0, 0] for _ in range(buckets)]
+
+    def add(self, now: float, failed: bool, slow: bool) -> None:
+        epoch = int(now // self._width)
+        slot = self._buckets[epoch % len(self._buckets)]
+        if slot[0] != epoch:
+            slot[:] = [epoch, 0, 0, 0]
+        slot[1] += 1
+        slot[2] += failed
+        slot[3] += slow
+
+    def totals(self, now: float) -> tuple[int, int, int]:
+        oldest = int(now // self._width) - len(self._buckets)
+        total = failed = slow = 0
+        for epoch, t, f, s in self._buckets:
+            if epoch > oldest:
+                total += t
+                failed += f
+                slow += s
+        return total, failed, slow
+
+    def clear(self) -> None:
+        for slot in self._buckets:
+            slot[:] = [-1, 0, 0, 0]
+
+
+class CircuitPermit:
+    """Permission for one call through a :class:`CircuitBreaker`; end it exactly once with
+    :meth:`record` (or :meth:`success` / :meth:`failure`) or :meth:`release` (no outcome).
+
+    Also a context manager: ``with breaker.acquire(): ...`` records the outcome of the block.
+    """
+
+    __slots__ = ("_breaker", "done", "generation", "probe", "started")
+
+    def __init__(self, breaker: CircuitBreaker, probe: bool, generation: int,
+                 started: float) -> None:
+        self._breaker = breaker
+        self.probe = probe
+        self.generation = generation
+        self.started = started
+        self.done = False
+
+    def record(self, error: BaseException | None, duration: float | None = None) -> None:
+        """Record the call's outcome: ``None`` is a success, an exception is classified."""
+        self._breaker._finish(self, error, duration, forced=None)
+
+    def success(self, duration: float | None = None) -> None:
+        """Record a success."""
+        self._breaker._finish(self, None, duration, forced=None)
+
+    def failure(self, error: BaseException | None = None, duration: float | None = None) -> None:
+        """Record a failure, whatever the error."""
+        self._breaker._finish(self, error, duration, forced=True)
+
+    def release(self) -> None:
+        """End the permit without an outcome (the call was cancelled or abandoned)."""
+        self._breaker._release(self)
+
+    async def record_async(self, error: BaseException | None,
+                           duration: float | None = None) -> None:
+        """:meth:`record` for the async :class:`BreakerPermit` protocol."""
+        self.record(error, duration)
+
+    async def release_async(self) -> None:
+        """:meth:`release` for the async :class:`BreakerPermit` protocol."""
+        self.release()
+
+    def __enter__(self) -> CircuitPermit:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.record(exc)
+
+
+@runtime_checkable
+class BreakerPermit(Protocol):
+    """What :class:`CircuitBreakerLayer` needs from a permit (memory or Redis backed)."""
+
+    async def record_async(self, error: BaseException | None,
+                           duration: float | None = None) -> None:
+        """Record the call's outcome (``None``: success)."""
+        ...
+
+    async def release_async(self) -> None:
+        """End the permit without an outcome."""
+        ...
+
+
+@runtime_checkable
+class AsyncBreaker(Protocol):
+    """What :class:`CircuitBreakerLayer` needs from a breaker (memory or Redis backed)."""
+
+    name: str
+
+    async def acquire_async(self) -> BreakerPermit:
+        """A permit, or :class:`~llm_async.errors.CircuitBreakerOpenError`."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot with at least ``name`` and ``state``."""
+        ...
+
+    def metrics(self) -> dict[str, Any]:
+        """The ``circuit.*`` metrics."""
+        ...
+
+
+class CircuitBreaker:
+    """A circuit breaker for one service: ``breaker.call(fn, *args)``.
+
+    ``call`` runs a plain function and returns its result; given a coroutine function (or a
+    function that returns an awaitable, such as ``lambda: client.chat(...)``) it returns an
+    awaitable to ``await`` instead, and :meth:`call_async` always does. Rejections raise
+    :class:`~llm_async.errors.CircuitBreakerOpenError` with ``retry_after``.
+    """
+
+    def __init__(self, name: str, config: CircuitBreakerConfig | None = None, *,
+                 clock: Clock = system_clock, rng: random.Random | None = None) -> None:
+        self.name = name
+        self.config = config or CircuitBreakerConfig()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._listeners: list[StateListener] = []
+        self._state = CircuitState.CLOSED
+        self._generation = 0
+        self._forced = False
+        self._consecutive = 0
+        self._half_open_in_flight = 0
+        self._half_open_successes = 0
+        self._opened_until = 0.0
+        self._trips = 0
+        self._window = _Window(self.config.window, self.config.window_buckets)
+        self._baseline = 0.0
+        self._baseline_at: float | None = None
+        self.total = 0
+        self.successful = 0
+        self.failed = 0
+        self.rejected = 0
+        self.ignored = 0
+        self.slow = 0
+        self.opened = 0
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state (an open breaker whose wait is over reads as half-open)."""
+        with self._lock:
+            events = self._refresh(self.clock.now())
+            state = self._state
+        self._emit(events)
+        return state
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the breaker is closed now."""
+        return self.state is CircuitState.CLOSED
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the breaker is open now."""
+        return self.state is CircuitState.OPEN
+
+    def subscribe(self, callback: StateListener) -> Callable[[], None]:
+        """Call ``callback(name, old_state, new_state)`` on every state change; returns a
+        function that unsubscribes it."""
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def reset(self) -> None:
+        """Close the breaker and forget its history (also ends ``force_open``)."""
+        with self._lock:
+            self._forced = False
+            self._trips = 0
+            events = self._to(CircuitState.CLOSED)
+        self._emit(events)
+
+    def force_open(self) -> None:
+        """Open the breaker until :meth:`reset` (no automatic half-open)."""
+        with self._lock:
+            self._forced = True
+            self._opened_until = math.inf
+            events = self._to(CircuitState.OPEN)
+        self._emit(events)
+
+    # -- the permit protocol ----------------------------------------------------------------
+
+    def acquire(self) -> CircuitPermit:
+        """A permit for one call, or :class:`CircuitBreakerOpenError` when it is rejected."""
+        with self._lock:
+            now = self.clock.now()
+            self.total += 1
+            events = self._refresh(now)
+            error: CircuitBreakerOpenError | None = None
+            probe = False
+            if self._state is CircuitState.OPEN:
+                self.rejected += 1
+                retry_after = None if self._forced else max(0.0, self._opened_until - now)
+                error = CircuitBreakerOpenError(
+                    f"circuit {self.name!r} is open", name=self.name, retry_after=retry_after)
+            elif self._state is CircuitState.HALF_OPEN:
+                if self._half_open_in_flight >= self.config.half_open_max_calls:
+                    self.rejected += 1
+                    error = CircuitBreakerOpenError(
+                        f"circuit {self.name!r} is half-open and its probes are busy",
+                        name=self.name, retry_after=None)
+                else:
+                    self._half_open_in_flight += 1
+                    probe = True
+            permit = None if error else CircuitPermit(self, probe, self._generation, now)
+        self._emit(events)
+        if error is not None:
+            raise error
+        assert permit is not None
+        return permit
+
+    async def acquire_async(self) -> CircuitPermit:
+        """:meth:`acquire` for the async :class:`AsyncBreaker` protocol."""
+        return self.acquire()
+
+    def recheck(self, permit: CircuitPermit) -> None:
+        """Reject a permitted call that is about to be sent after waiting in a queue if the
+        breaker left the closed state meanwhile (raises
+        :class:`~llm_async.errors.CircuitBreakerOpenError`; the caller then releases the
+        permit). Probes and calls of an unchanged breaker pass."""
+        with self._lock:
+            now = self.clock.now()
+            events = self._refresh(now)
+            error = None
+            if (not permit.probe and permit.generation != self._generation
+                    and self._state is not CircuitState.CLOSED):
+                self.rejected += 1
+                retry_after = (max(0.0, self._opened_until - now)
+                               if self._state is CircuitState.OPEN and not self._forced else None)
+                error = CircuitBreakerOpenError(
+                    f"circuit {self.name!r} opened while the call was queued", name=self.name,
+                    retry_after=retry_after)
+        self._emit(events)
+        if error is not None:
+            raise error
+
+    def _finish(self, permit: CircuitPermit, error: BaseException | None,
+                duration: float | None, *, forced: bool | None) -> None:
+        outcome: bool | None  # True failure, False ignored/success-by-error, None no outcome
+        if forced:
+            outcome = True
+        elif error is None:
+            outcome = False
+        else:
+            outcome = self.config.classify(error)
+            if outcome is None:
+                self._release(permit)
+                return
+        events: list[tuple[CircuitState, CircuitState]] = []
+        with self._lock:
+            if permit.done:
+                return
+            permit.done = True
+            now = self.clock.now()
+            if duration is None:
+                duration = now - permit.started
+            current = permit.generation == self._generation
+            if permit.probe and current and self._state is CircuitState.HALF_OPEN:
+                self._half_open_in_flight -= 1
+            if error is not None and outcome is False:
+                self.ignored += 1
+                return
+            failed = outcome is True
+            threshold = self.config.slow_call_threshold
+            slow = not failed and threshold is not None and duration >= threshold
+            if failed:
+                self.failed += 1
+            else:
+                self.successful += 1
+                self.slow += slow
+            self._window.add(now, failed, slow)
+            if permit.probe and current and self._state is CircuitState.HALF_OPEN:
+                if failed or slow:
+                    events = self._trip(now, error)
+                else:
+                    self._half_open_successes += 1
+                    if self._half_open_successes >= self.config.success_threshold:
+                        self._trips = 0
+                        events = self._to(CircuitState.CLOSED)
+            elif self._state is CircuitState.CLOSED:
+                self._consecutive = self._consecutive + 1 if failed else 0
+                if self._should_trip(now):
+                    events = self._trip(now, error)
+                elif self.config.adaptive:
+                    self._learn(now)
+        self._emit(events)
+
+    def _release(self, permit: CircuitPermit) -> None:
+        with self._lock:
+            if permit.done:
+                return
+            permit.done = True
+            if (permit.probe and permit.generation == self._generation
+                    and self._state is CircuitState.HALF_OPEN):
+                self._half_open_in_flight -= 1
+
+    # -- calls ------------------------------------------------------------------------------
+
+    @overload
+    def call(self, fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args,
+             **kwargs: P.kwargs) -> Coroutine[Any, Any, T]: ...
+
+    @overload
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` through the breaker.
+
+        A plain function runs now and its result is returned. A coroutine function, or a
+        function returning an awaitable, gives back an awaitable that runs under the same permit.
+        """
+        if inspect.iscoroutinefunction(fn):
+            return self.call_async(fn, *args, **kwargs)
+        permit = self.acquire()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            permit.record(exc)
+            raise
+        if inspect.isawaitable(result):
+            return self._await_under(permit, result)
+        permit.success()
+        return result
+
+    async def _await_under(self, permit: CircuitPermit, awaitable: Awaitable[T]) -> T:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            permit.record(exc)
+            raise
+        permit.success()
+        return result
+
+    async def call_async(self, fn: Callable[P, Awaitable[T]] | Callable[P, T],
+                         *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` through the breaker (a plain result is returned)."""
+        permit = self.acquire()
+        try:
+            result: Any = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            permit.record(exc)
+            raise
+        permit.success()
+        return result  # type: ignore[no-any-return]
+
+    # -- status -----------------------------------------------------------------------------
+
+    def _thresholds(self, now: float) -> tuple[int, float | None, int]:
+        """(consecutive failures, failure rate, calls in window) that open it right now."""
+        cfg = self.config
+        total, _, _ = self._window.totals(now)
+        k = cfg.failure_threshold
+        rate = cfg.failure_rate_threshold
+        if cfg.adaptive and self._baseline > 0:
+            p = min(self._baseline, 0.95)
+            n = max(total, 1)
+            needed = math.ceil(math.log(cfg.adaptive_false_trip_target / n) / math.log(p))
+            k = min(4 * cfg.failure_threshold, max(cfg.failure_threshold, needed))
+            if rate is not None:
+                rate = p + (1 - p) * rate
+        return k, rate, total
+
+    def _should_trip(self, now: float) -> bool:
+        cfg = self.config
+        k, rate, _ = self._thresholds(now)
+        if self._consecutive >= k:
+            return True
+        total, failed, slow = self._window.totals(now)
+        if total < cfg.minimum_calls:
+            return False
+        if rate is not None and failed / total >= rate:
+            return True
+        return cfg.slow_call_threshold is not None and slow / total >= cfg.slow_call_rate_threshold
+
+    def _learn(self, now: float) -> None:
+        if self._baseline_at is not None and now - self._baseline_at < self.config.window:
+            return
+        total, failed, _ = self._window.totals(now)
+        if total < self.config.minimum_calls:
+            return
+        rate = failed / total
+        self._baseline = rate if self._baseline_at is None else 0.8 * self._baseline + 0.2 * rate
+        self._baseline_at = now
+
+    def _refresh(self, now: float) -> list[tuple[CircuitState, CircuitState]]:
+        if (self._state is CircuitState.OPEN and not self._forced
+                and now >= self._opened_until):
+            return self._to(CircuitState.HALF_OPEN)
+        return []
+
+    def _open_duration(self, error: BaseException | None) -> float:
+        cfg = self.config
+        exponent = max(0, self._trips - 1)
+        try:
+            duration = cfg.timeout * cfg.backoff_multiplier ** exponent
+        except OverflowError:
+            duration = cfg.max_timeout
+        duration = min(cfg.max_timeout, duration)
+        if cfg.jitter:
+            duration *= 1 + self.rng.uniform(-cfg.jitter, cfg.jitter)
+        hint = getattr(error, "retry_after", None) if error is not None else None
+        if cfg.honor_retry_after and isinstance(hint, int | float) and hint > duration:
+            duration = min(float(hint), cfg.max_timeout)
+        return duration
+
+    def _trip(self, now: float, error: BaseException | None) -> list[
+            tuple[CircuitState, CircuitState]]:
+        self._trips += 1
+        self.opened += 1
+        self._opened_until = now + self._open_duration(error)
+        return self._to(CircuitState.OPEN)
+
+    def _to(self, new: CircuitState) -> list[tuple[CircuitState, CircuitState]]:
+        old = self._state
+        self._generation += 1
+        self._state = new
+        self._consecutive = 0
+        self._half_open_in_flight = 0
+        self._half_open_successes = 0
+        self._window.clear()
+        if new is CircuitState.CLOSED:
+            self._opened_until = 0.0
+        return [] if old is new else [(old, new)]
+
+    def _emit(self, events: list[tuple[CircuitState, CircuitState]]) -> None:
+        for old, new in events:
+            logger.warning("circuit %r: %s -> %s", self.name, old.value, new.value)
+            for listener in list(self._listeners):
+                try:
+                    listener(self.name, old, new)
+                except Exception:
+                    logger.exception("circuit %r: state listener failed", self.name)
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot: ``name``, ``state``, counts, window failure rate, thresholds and
+        ``opened_until`` / ``retry_after``."""
+        with self._lock:
+            now = self.clock.now()
+            events = self._refresh(now)
+            total, failed, slow = self._window.totals(now)
+            k, rate, _ = self._thresholds(now)
+            open_ = self._state is CircuitState.OPEN
+            data: dict[str, Any] = {
+                "name": self.name,
+                "state": self._state.value,
+                "forced_open": self._forced,
+                "failure_count": self._consecutive,
+                "success_count": self._half_open_successes,
+                "half_open_in_flight": self._half_open_in_flight,
+                "calls_in_window": total,
+                "failure_rate": (failed / total) if total >= self.config.minimum_calls else None,
+                "slow_call_rate": (slow / total) if total >= self.config.minimum_calls else None,
+                "failure_threshold": k,
+                "failure_rate_threshold": rate,
+                "baseline_failure_rate": self._baseline if self.config.adaptive else None,
+                "trips": self._trips,
+                "opened_until": self._opened_until if open_ else None,
+                "retry_after": (max(0.0, self._opened_until - now)
+                                if open_ and not self._forced else None),
+                "total_requests": self.total,
+                "successful_requests": self.successful,
+                "failed_requests": self.failed,
+                "rejected_requests": self.rejected,
+                "ignored_requests": self.ignored,
+                "slow_requests": self.slow,
+                "times_opened": self.opened,
+            }
+        self._emit(events)
+        return data
+
+    def metrics(self) -> dict[str, Any]:
+        """The seed's metric names: ``circuit.state`` and ``circuit.requests.*``."""
+        state = self.state
+        return {
+            "circuit.state": state.value,
+            "circuit.requests.total": self.total,
+            "circuit.requests.successful": self.successful,
+            "circuit.requests.failed": self.failed,
+            "circuit.requests.rejected": self.rejected,
+            "circuit.requests.ignored": self.ignored,
+            "circuit.requests.slow": self.slow,
+            "circuit.opened": self.opened,
+        }
+
+    def __repr__(self) -> str:
+        return (f"CircuitBreaker({self.name!r}, state={self._state.value}, "
+                f"failures={self._consecutive}, total={self.total}, rejected={self.rejected})")
+
+
+# -- registry -------------------------------------------------------------------------------
+
+_registry: dict[str, CircuitBreaker] = {}
+_registry_lock = threading.Lock()
+
+
+def get_circuit_breaker(name: str, config: CircuitBreakerConfig | None = None, *,
+                        clock: Clock = system_clock) -> CircuitBreaker:
+    """The process-wide breaker called ``name``, created with ``config`` on first use.
+
+    Later calls return the same breaker; a different ``config`` for an existing name raises
+    :class:`~llm_async.errors.ConfigurationError` rather than being silently ignored.
+    """
+    with _registry_lock:
+        breaker = _registry.get(name)
+        if breaker is None:
+            breaker = _registry[name] = CircuitBreaker(name, config, clock=clock)
+        elif config is not None and config != breaker.config:
+            raise ConfigurationError(
+                f"circuit breaker {name!r} already exists with another config")
+        return breaker
+
+
+def all_circuit_breakers() -> dict[str, CircuitBreaker]:
+    """Every breaker of the registry, by name."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def remove_circuit_breaker(name: str) -> CircuitBreaker | None:
+    """Drop ``name`` from the registry (returns it, or ``None``)."""
+    with _registry_lock:
+        return _registry.pop(name, None)
+
+
+# -- the layer ------------------------------------------------------------------------------
+
+_ORDER = {CircuitState.CLOSED.value: 0, CircuitState.HALF_OPEN.value: 1,
+          CircuitState.OPEN.value: 2}
+
+BreakerFactory = Callable[[str, CircuitBreakerConfig], AsyncBreaker]
+
+
+class CircuitBreakerLayer(Layer):
+    """One breaker per (provider, model), named ``"provider/model"``.
+
+    A rejected call raises :class:`~llm_async.errors.CircuitBreakerOpenError` (never retried, so
+    retry stops at once and a fallback moves on) and emits the event ``"circuit_rejected"``
+    (``breaker``: its name, ``retry_after``). The duration used for slow-call detection excludes
+    time queued in the limits below (``ctx.state["queue_wait"]``); for a stream it is the time
+    to the first chunk. A stream's outcome is recorded when it ends: success on a normal end,
+    the error's classification on a failure, nothing when the consumer breaks out or is
+    cancelled — and a half-open probe permit is given back in every case.
+
+    A call admitted while the breaker was closed but then queued in the concurrency or rate
+    limit is re-checked before it is sent (``ctx.state["circuit_recheck"]``): if the breaker
+    opened meanwhile it is rejected like any other call, so a queue does not keep feeding a
+    failing provider.
+
+    ``shared=True`` takes breakers from the process registry (:func:`get_circuit_breaker`), so
+    several clients share them; ``factory`` builds other breakers (e.g.
+    :class:`~llm_async.infrastructure.redis_state.RedisCircuitBreaker` for cross-process state).
+    """
+
+    def __init__(self, inner: Handler, config: CircuitBreakerConfig | None = None, *,
+                 clock: Clock = system_clock, shared: bool = False,
+                 factory: BreakerFactory | None = None) -> None:
+        super().__init__(inner)
+        self.config = config or CircuitBreakerConfig()
+        self.clock = clock
+        self.shared = shared
+        self._factory = factory
+        self.breakers: dict[str, AsyncBreaker] = {}
+
+    def breaker_for(self, request: ChatRequest) -> AsyncBreaker:
+        """The breaker guarding ``request``'s provider and model (created on first use)."""
+        name = f"{request.provider or 'default'}/{request.model}"
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            if self._factory is not None:
+                breaker = self._factory(name, self.config)
+            elif self.shared:
+                breaker = get_circuit_breaker(name, self.config, clock=self.clock)
+            else:
+                breaker = CircuitBreaker(name, self.config, clock=self.clock)
+            self.breakers[name] = breaker
+        return breaker
+
+    async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest) -> BreakerPermit:
+        try:
+            return await breaker.acquire_async()
+        except CircuitBreakerOpenError as exc:
+            if exc.provider is None:
+                exc.provider = request.provider
+            request.context.event("circuit_rejected", breaker=breaker.name,
+                                  retry_after=exc.retry_after)
+            raise
+
+    def _elapsed(self, request: ChatRequest, started: float, queued: float) -> float:
+        waited = float(request.context.state.get("queue_wait", 0.0)) - queued
+        return max(0.0, self.clock.now() - started - waited)
+
+    def _arm_recheck(self, request: ChatRequest, breaker: AsyncBreaker,
+                     permit: BreakerPermit) -> None:
+        """Let the limits below re-check the breaker after a call waited in their queue
+        (``ctx.state["circuit_recheck"]``), so a call queued when the breaker opens is not
+        sent to the failing provider."""
+        if isinstance(permit, CircuitPermit) and isinstance(breaker, CircuitBreaker):
+            def recheck() -> None:
+                try:
+                    breaker.recheck(permit)
+                except CircuitBreakerOpenError as exc:
+                    exc.provider = request.provider
+                    request.context.event("circuit_rejected", breaker=breaker.name,
+                                          retry_after=exc.retry_after)
+                    permit.release()
+                    raise
+
+            request.context.state["circuit_recheck"] = recheck
+
+    @staticmethod
+    def _disarm(request: ChatRequest) -> None:
+        request.context.state.pop("circuit_recheck", None)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Call the inner handler through the request's breaker."""
+        breaker = self.breaker_for(request)
+        permit = await self._acquire(breaker, request)
+        started = self.clock.now()
+        queued = float(request.context.state.get("queue_wait", 0.0))
+        self._arm_recheck(request, breaker, permit)
+        try:
+            response = await self.inner.chat(request)
+        except BaseException as exc:
+            await _record(permit, exc, self._elapsed(request, started, queued))
+            raise
+        finally:
+            self._disarm(request)
+        await _record(permit, None, self._elapsed(request, started, queued))
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+        """Stream through the request's breaker; the outcome is recorded when it ends."""
+        breaker = self.breaker_for(request)
+        permit = await self._acquire(breaker, request)
+        started = self.clock.now()
+        queued = float(request.context.state.get("queue_wait", 0.0))
+        first: float | None = None
+        ended = False
+        self._arm_recheck(request, breaker, permit)
+        try:
+            async with aclosing(self.inner.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if first is None:
+                        first = self._elapsed(request, started, queued)
+                        self._disarm(request)
+                    yield chunk
+        except Exception as exc:
+            ended = True
+            await _record(permit, exc, self._elapsed(request, started, queued))
+            raise
+        else:
+            ended = True
+            await _record(permit, None,
+                          first if first is not None else self._elapsed(request, started, queued))
+        finally:
+            self._disarm(request)
+            if not ended:
+                await _release(permit)
+
+    def status(self) -> dict[str, Any]:
+        """``{"state": worst state of all breakers, "breakers": {name: status}}``."""
+        statuses = {name: b.status() for name, b in self.breakers.items()}
+        worst = max((s["state"] for s in statuses.values()), key=lambda s: _ORDER.get(s, 0),
+                    default=CircuitState.CLOSED.value)
+        return {"state": worst, "breakers": statuses}
+
+    def metrics(self) -> dict[str, Any]:
+        """The seed's ``circuit.*`` metrics summed over this layer's breakers, and per breaker."""
+        per = {name: b.metrics() for name, b in self.breakers.items()}
+        totals: dict[str, Any] = {"circuit.state": self.status()["state"]}
+        for values in per.values():
+            for key, value in values.items():
+                if key != "circuit.state" and isinstance(value, int | float):
+                    totals[key] = totals.get(key, 0) + value
+        for key in ("circuit.requests.total", "circuit.requests.successful",
+                    "circuit.requests.failed", "circuit.requests.rejected"):
+            totals.setdefault(key, 0)
+        totals["breakers"] = per
+        return totals
+
+    def __repr__(self) -> str:
+        return (f"CircuitBreakerLayer(breakers={len(self.breakers)}, "
+                f"inner={type(self.inner).__name__})")
+
+
+async def _record(permit: BreakerPermit, error: BaseException | None,
+                  duration: float) -> None:
+    """End ``permit`` with an outcome; an awaiting (Redis) permit is shielded from
+    cancellation so the outcome is stored even when the caller is being cancelled."""
+    if isinstance(permit, CircuitPermit):
+        permit.record(error, duration)
+    else:
+        await asyncio.shield(asyncio.ensure_future(permit.record_async(error, duration)))
+
+
+async def _release(permit: BreakerPermit) -> None:
+    """Give back ``permit`` without an outcome (shielded like :func:`_record`)."""
+    if isinstance(permit, CircuitPermit):
+        permit.release()
+    else:
+        await asyncio.shield(asyncio.ensure_future(permit.release_async()))

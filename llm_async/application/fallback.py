@@ -1,0 +1,165 @@
+"""Fallback: when a model cannot answer, ask the next one of an ordered list.
+
+It sits outside retry and the circuit breaker, so it moves on only once retries are exhausted,
+at once when a breaker is open (the open-circuit error is never retried), and when the prompt
+is too long for the model (``ContextLengthExceededError``: a larger-context model may fit it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+from ..domain.ports import Handler, Layer
+from ..errors import (
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    ContextLengthExceededError,
+    FallbackExhaustedError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    LLMError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimiterError,
+    StreamError,
+)
+from ..types import ChatChunk, ChatRequest, ChatResponse
+
+__all__ = ["FallbackLayer", "default_should_fallback"]
+
+
+def default_should_fallback(error: BaseException) -> bool:
+    """Move to the next model after: a retryable error (retries are exhausted when it gets
+    here), an open circuit, a context-length error, an exhausted quota or credit, an unknown
+    model, or our own rate limiter refusing the call. Never after a stream's first chunk, a
+    caller's mistake (400/401/403/422, invalid request) or a budget."""
+    if isinstance(error, StreamError) or not isinstance(error, LLMError):
+        return False
+    if isinstance(error, CircuitBreakerOpenError | ContextLengthExceededError
+                  | QuotaExceededError | InsufficientCreditsError | NotFoundError
+                  | RateLimiterError):
+        return True
+    return error.retryable
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, CircuitBreakerOpenError):
+        return "circuit_open"
+    if isinstance(error, ContextLengthExceededError):
+        return "context_length"
+    return "error"
+
+
+class FallbackLayer(Layer):
+    """Try ``request.model``, then each of ``models`` in order (at most ``max_depth`` of them).
+
+    A model may name another provider with a prefix (``"anthropic/claude-3-5-haiku"``); the
+    client's ``resolve`` splits it. Per call, ``options={"fallback_models": [...]}`` replaces
+    the list (``[]`` turns fallback off). Each move emits the event ``"fallback"``
+    (``from_model``, ``to_model``, ``reason``, ``error``) and sets
+    ``ctx.state["fallback_model"]``; the response's ``model``/``provider`` name who answered
+    and ``requested_model`` what the caller asked for. When every model fails,
+    :class:`~llm_async.errors.FallbackExhaustedError` lists ``(model, error)`` pairs and chains
+    the last error. A stream falls back only before its first chunk.
+    """
+
+    def __init__(self, inner: Handler, models: Sequence[str] = (), *, max_depth: int = 3,
+                 resolve: Callable[[str], tuple[str, str]] | None = None,
+                 should_fallback: Callable[[BaseException], bool] = default_should_fallback,
+                 ) -> None:
+        super().__init__(inner)
+        if max_depth < 0:
+            raise ConfigurationError("max_depth must be >= 0")
+        self.models = tuple(models)
+        self.max_depth = max_depth
+        self.resolve = resolve
+        self.should_fallback = should_fallback
+
+    def chain(self, request: ChatRequest) -> list[ChatRequest]:
+        """The requests to try, in order: the original, then one per fallback model."""
+        option = request.options.get("fallback_models")
+        if option is None:
+            models: Sequence[str] = self.models
+        elif isinstance(option, list | tuple) and all(isinstance(m, str) for m in option):
+            models = option
+        else:
+            raise InvalidRequestError("options['fallback_models'] must be a list of model ids",
+                                      field="options.fallback_models")
+        chain = [request]
+        seen = {(request.provider, request.model)}
+        for model in models:
+            if len(chain) > self.max_depth:
+                break
+            provider, bare = self.resolve(model) if self.resolve else (request.provider, model)
+            if (provider, bare) in seen:
+                continue
+            seen.add((provider, bare))
+            new = request.model_copy(update={"model": bare, "provider": provider})
+            new._context = request.context
+            chain.append(new)
+        return chain
+
+    @staticmethod
+    def _label(request: ChatRequest) -> str:
+        return f"{request.provider}/{request.model}" if request.provider else request.model
+
+    def _move(self, current: ChatRequest, nxt: ChatRequest, error: BaseException) -> None:
+        ctx = current.context
+        ctx.state["fallback_model"] = nxt.model
+        ctx.event("fallback", from_model=current.model, to_model=nxt.model,
+                  from_provider=current.provider, to_provider=nxt.provider,
+                  reason=_reason(error), error=type(error).__name__)
+
+    def _exhausted(self, errors: list[tuple[str, LLMError]]) -> FallbackExhaustedError:
+        names = ", ".join(model for model, _ in errors)
+        last = errors[-1][1]
+        return FallbackExhaustedError(f"every model failed ({names}): {last.message}",
+                                      errors=errors, provider=last.provider, status=last.status)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Try each model of the chain until one answers."""
+        chain = self.chain(request)
+        errors: list[tuple[str, LLMError]] = []
+        for index, attempt in enumerate(chain):
+            try:
+                response = await self.inner.chat(attempt)
+            except LLMError as exc:
+                if not self.should_fallback(exc):
+                    raise
+                errors.append((self._label(attempt), exc))
+                if index + 1 >= len(chain):
+                    if len(chain) == 1:
+                        raise
+                    raise self._exhausted(errors) from exc
+                self._move(attempt, chain[index + 1], exc)
+                continue
+            if index:
+                response.requested_model = request.model
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+        """Stream from each model of the chain until one delivers its first chunk."""
+        chain = self.chain(request)
+        errors: list[tuple[str, LLMError]] = []
+        for index, attempt in enumerate(chain):
+            committed = False
+            try:
+                async with aclosing(self.inner.stream(attempt)) as chunks:
+                    async for chunk in chunks:
+                        committed = True
+                        yield chunk
+                return
+            except LLMError as exc:
+                if committed or not self.should_fallback(exc):
+                    raise
+                errors.append((self._label(attempt), exc))
+                if index + 1 >= len(chain):
+                    if len(chain) == 1:
+                        raise
+                    raise self._exhausted(errors) from exc
+                self._move(attempt, chain[index + 1], exc)
+
+    def __repr__(self) -> str:
+        return f"FallbackLayer(models={list(self.models)}, inner={type(self.inner).__name__})"
