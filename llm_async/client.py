@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import PROVIDERS, Settings
 from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
@@ -28,6 +28,10 @@ from .types import (
     Timeout,
     build_request,
 )
+
+if TYPE_CHECKING:
+    from .application.cost_manager import CostManager
+    from .optimization.batching import BatchResults
 
 __all__ = ["DEFAULT", "AsyncLLMClient", "ChatStream", "ClientOptions", "make_transport"]
 
@@ -230,7 +234,12 @@ class AsyncLLMClient:
         if self._closed:
             raise InvalidRequestError("the client is closed")
         request = self.build_request(model, messages, params, stream=False)
-        return await self.handler.chat(request)
+        response = await self.handler.chat(request)
+        if request.response_format is not None:
+            from .structured import apply_structured_output
+
+            apply_structured_output(response, request)  # sets .parsed or raises
+        return response
 
     def stream(self, model: str | None = None, messages: Any = None,
                **params: Any) -> ChatStream:
@@ -243,6 +252,21 @@ class AsyncLLMClient:
         request = self.build_request(model, messages, params, stream=True)
         return ChatStream(self.handler, request)
 
+    async def chat_many(self, requests: Iterable[ChatRequest | Mapping[str, Any]], *,
+                        concurrency: int = 8, progress: Any = None,
+                        **options: Any) -> BatchResults:
+        """Run many requests with bounded ``concurrency``; every outcome is kept, in order.
+
+        Returns a :class:`~llm_async.optimization.batching.BatchResults` (a list holding a
+        ``ChatResponse`` or an ``LLMError`` per request). ``progress=True`` draws a progress line
+        on stderr; a callable receives each ``BatchProgress``. ``batch_api=True`` sends them as
+        provider batch jobs instead (see :func:`~llm_async.optimization.batching.chat_many`).
+        """
+        from .optimization.batching import chat_many
+
+        return await chat_many(self, requests, concurrency=concurrency, progress=progress,
+                               **options)
+
     # -- introspection ----------------------------------------------------------------------
 
     def layer(self, kind: type[T]) -> T | None:
@@ -253,6 +277,17 @@ class AsyncLLMClient:
     def stack(self) -> list[Any]:
         """Every handler of the stack, outermost first, down to the transport (or router)."""
         return list(iter_stack(self.handler))
+
+    @property
+    def cost_manager(self) -> CostManager | None:
+        """The cost manager this client records to: the one passed as ``cost_manager=``, else
+        the process-wide ``get_cost_manager()`` (``None`` when ``cost_manager=None``)."""
+        manager = self.options.cost_manager
+        if manager is DEFAULT:
+            from .application.cost_manager import get_cost_manager
+
+            return get_cost_manager()
+        return manager  # type: ignore[no-any-return]
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -322,7 +357,7 @@ class ChatStream:
         if self.final_response is None:
             ctx = self.request.context
             self.final_response = self._assembler.response(
-                provider=self.request.provider or "",
+                provider=ctx.state.get("fallback_provider") or self.request.provider or "",
                 model=self._assembler.model or self.request.model,
                 latency=time.perf_counter() - self._started,
                 time_to_first_chunk=self._first,
@@ -331,6 +366,10 @@ class ChatStream:
                 cost=ctx.state.get("cost"),
                 cost_estimated=bool(ctx.state.get("cost_estimated", False)),
             )
+            if self.request.response_format is not None:
+                from .structured import apply_structured_output
+
+                apply_structured_output(self.final_response, self.request)  # .parsed or raises
 
     @property
     def text(self) -> str:

@@ -7,12 +7,12 @@ Plain dicts are accepted wherever the seed used them (``messages=[{"role": "user
 from __future__ import annotations
 
 import json
+import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 from .errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "CallContext",
@@ -55,7 +58,101 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
-class _Model(BaseModel):
+_IMMUTABLE_DEFAULTS = (str, int, float, bool, bytes, Decimal, tuple, frozenset, type(None))
+_REQUIRED = object()
+
+
+class _ConstructPlan:
+    """How to build one model class without validation: a template ``__dict__`` (every field in
+    order, static defaults filled in), the fields with a default factory, the required ones."""
+
+    __slots__ = ("factories", "names", "required", "template")
+
+    def __init__(self, cls: type[BaseModel]) -> None:
+        self.template: dict[str, Any] = {}
+        self.factories: list[tuple[str, Callable[[], Any]]] = []
+        self.required: list[str] = []
+        for name, info in cls.__pydantic_fields__.items():
+            self.template[name] = None
+            if info.default_factory is not None:
+                self.factories.append((name, info.default_factory))  # type: ignore[arg-type]
+            elif info.is_required():
+                self.required.append(name)
+            else:
+                self.template[name] = info.default
+        self.names = frozenset(self.template)
+
+    @staticmethod
+    def supports(cls: type[BaseModel]) -> bool:
+        if (cls.__pydantic_post_init__ or cls.__pydantic_root_model__
+                or cls.model_config.get("extra") == "allow"):
+            return False
+        for info in cls.__pydantic_fields__.values():
+            if info.alias is not None or info.validation_alias is not None:
+                return False
+            if info.default_factory is not None:
+                if info.default_factory_takes_validated_data:
+                    return False
+            elif not info.is_required() and not isinstance(info.default, _IMMUTABLE_DEFAULTS):
+                return False
+        return True
+
+
+#: Per model class, its plan, or None when it needs pydantic's own ``model_construct``.
+_CONSTRUCT_PLANS: dict[type, _ConstructPlan | None] = {}
+
+
+class _FastConstruct(BaseModel):
+    """``model_construct`` without pydantic's per-field default resolution.
+
+    Transports build every response and stream chunk with ``model_construct`` (the values are
+    already known to be right); pydantic's version resolved each default through a slow generic
+    path that cost more than validating. This builds the same instance (same ``__dict__`` in
+    field order, same fields set) for classes without aliases, private attributes or extras, and
+    defers to pydantic for any other.
+    """
+
+    @classmethod
+    def model_construct(  # type: ignore[override]  # the pydantic plugin renames cls
+        cls, _fields_set: set[str] | None = None, **values: Any
+    ) -> Self:
+        plan = _CONSTRUCT_PLANS.get(cls, _REQUIRED)
+        if plan is _REQUIRED:
+            plan = _CONSTRUCT_PLANS[cls] = (_ConstructPlan(cls) if _ConstructPlan.supports(cls)
+                                            else None)
+        if plan is None:
+            return super().model_construct(_fields_set, **values)
+        assert isinstance(plan, _ConstructPlan)
+        data = plan.template.copy()
+        if plan.names.issuperset(values):
+            data.update(values)
+            given = set(values)
+        else:  # unknown names are ignored, as pydantic does
+            given = set(plan.names.intersection(values))
+            for name in given:
+                data[name] = values[name]
+        for name, factory in plan.factories:
+            if name not in given:
+                data[name] = factory()
+        for name in plan.required:
+            if name not in given:
+                del data[name]
+        obj = _new(cls)
+        _set_dict(obj, data)
+        _set_fields_set(obj, given if _fields_set is None else _fields_set)
+        _set_extra(obj, None)
+        _set_private(obj, None)
+        return obj
+
+
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+class _Model(_FastConstruct):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -222,7 +319,7 @@ class CallContext:
     small per-call state in ``state``. Listeners (the tracing layer) receive every event.
     """
 
-    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    call_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
     started: float = field(default_factory=time.perf_counter)
     attempt: int = 0
     response_headers: Mapping[str, str] | None = None
@@ -296,7 +393,10 @@ class ChatRequest(_Model):
     @property
     def context(self) -> CallContext:
         """This call's :class:`CallContext` (created on first use, shared by copies)."""
-        ctx = self._context
+        # Every layer reads this; the private-attribute slot is much faster than the model's
+        # __getattr__ path for private attributes.
+        private = self.__pydantic_private__
+        ctx = private.get("_context") if private is not None else None
         if ctx is None:
             ctx = self._context = CallContext()
         return ctx
@@ -346,7 +446,7 @@ def build_request(**fields: Any) -> ChatRequest:
         raise InvalidRequestError(f"invalid request: {path}: {msg}{more}", field=path) from None
 
 
-class Usage(BaseModel):
+class Usage(_FastConstruct):
     """Token usage, normalised across providers.
 
     ``input_tokens`` counts every prompt token, cached ones included (OpenAI's ``prompt_tokens``;
@@ -376,7 +476,7 @@ class Usage(BaseModel):
         return self.cache_read_tokens
 
 
-class ChatResponse(BaseModel):
+class ChatResponse(_FastConstruct):
     """A complete answer, from a unary call or assembled from a stream."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -405,7 +505,7 @@ class ChatResponse(BaseModel):
         return self.content or ""
 
 
-class ChatChunk(BaseModel):
+class ChatChunk(_FastConstruct):
     """One streamed piece: a text delta, tool-call fragments, and at the end a finish reason
     and (on the final chunk) the usage."""
 

@@ -107,6 +107,7 @@ class FallbackLayer(Layer):
     def _move(self, current: ChatRequest, nxt: ChatRequest, error: BaseException) -> None:
         ctx = current.context
         ctx.state["fallback_model"] = nxt.model
+        ctx.state["fallback_provider"] = nxt.provider
         ctx.event("fallback", from_model=current.model, to_model=nxt.model,
                   from_provider=current.provider, to_provider=nxt.provider,
                   reason=_reason(error), error=type(error).__name__)

@@ -50,11 +50,21 @@ class SSEDecoder:
                 buf += b"\r"
         lines = buf.split(b"\n")
         self._pending = lines.pop()
-        if len(self._pending) > self._max:
-            self._too_large()
+        if len(buf) > self._max and any(len(line) > self._max for line in (*lines, self._pending)):
+            self._too_large()  # also a complete line of a comment or an unknown field
         events: list[SSEEvent] = []
         for line in lines:
-            self._line(line, events)
+            # Fast path for the two lines of nearly every event: "data: ..." and the blank line.
+            if line[:6] == b"data: " and not self._data and len(line) - 6 <= self._max:
+                self._size = len(line) - 6
+                self._data.append(line[6:])
+            elif not line and len(self._data) == 1:
+                events.append(SSEEvent(self._event or "message", self._data[0]))
+                self._data = []
+                self._event = ""
+                self._size = 0
+            else:
+                self._line(line, events)
         return events
 
     def end(self) -> list[SSEEvent]:
@@ -81,7 +91,7 @@ class SSEDecoder:
         if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
-            self._size += len(value)
+            self._size += len(value) + (1 if self._data else 0)  # as joined with b"\n"
             if self._size > self._max:
                 self._too_large()
             self._data.append(value)

@@ -709,6 +709,10 @@ class MockProviderServer:
         self._faults_applied = 0
         self._streams = 0
         self._handler_tasks: set[asyncio.Task[Any]] = set()
+        from ._batch_dialect import BatchEndpoints  # imports this module
+
+        #: The provider batch endpoints (OpenAI Files/Batch, Anthropic Message Batches).
+        self.batches = BatchEndpoints(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -780,6 +784,17 @@ class MockProviderServer:
         """OpenAI base URL (``url + "/v1"``); clients POST ``{base_url}/chat/completions``."""
         return self.url + "/v1"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """Anthropic base URL (``url``); clients POST ``{anthropic_base_url}/v1/messages``."""
+        return self.url
+
+    @property
+    def openrouter_base_url(self) -> str:
+        """OpenRouter base URL (``url + "/api/v1"``); clients POST
+        ``{openrouter_base_url}/chat/completions``."""
+        return self.url + "/api/v1"
+
     # -- state --------------------------------------------------------------------------------
 
     @property
@@ -824,14 +839,17 @@ class MockProviderServer:
         self._max_in_flight = self._in_flight
         self._faults_applied = 0
         self._streams = 0
+        self.batches.reset()
 
     # -- application --------------------------------------------------------------------------
 
     def _dialects(self) -> list[Dialect]:
         # Imported here: dialect modules import the neutral core from this module.
+        from ._anthropic_dialect import AnthropicDialect
         from ._openai_dialect import OpenAIDialect
+        from ._openrouter_dialect import OpenRouterDialect
 
-        return [OpenAIDialect()]
+        return [OpenAIDialect(), AnthropicDialect(), OpenRouterDialect()]
 
     def _build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -849,6 +867,7 @@ class MockProviderServer:
         app.router.add_post("/_mock/reset", self._handle_reset)
         app.router.add_get("/_mock/requests", self._handle_requests)
         app.router.add_get("/_mock/health", self._handle_health)
+        self.batches.register(app)
         return app
 
     def _chat_handler(self, dialect: Dialect) -> _Handler:

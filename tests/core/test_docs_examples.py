@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ async def _cleanup(namespace: dict[str, Any]) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 async def test_doc_page_examples(page: Path) -> None:
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+    saved_env = dict(os.environ)
     try:
         for line, source in _blocks(page):
             code = compile("\n" * line + source, str(page), "exec",
@@ -53,3 +55,5 @@ async def test_doc_page_examples(page: Path) -> None:
                 await result
     finally:
         await _cleanup(namespace)
+        os.environ.clear()
+        os.environ.update(saved_env)   # a page may set LLM_* variables for its examples

@@ -91,6 +91,21 @@ _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
+def _opt_str(value: Any) -> str | None:
+    """A string field of a stream event, or None when it is missing or not a string."""
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str:
+    """Streamed text; anything but a string (or nothing) is a malformed event."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(f"streamed text is not a string: {value!r:.60}",
+                            provider="anthropic")
+    return value
+
+
 def stop_reason(value: Any) -> FinishReason | None:
     """Our finish reason for an Anthropic ``stop_reason`` (unknown values count as ``stop``)."""
     if value is None:
@@ -474,8 +489,8 @@ class _AnthropicStreamParser:
     def _message_start(self, obj: dict[str, Any]) -> list[ChatChunk]:
         message = obj.get("message") or {}
         if isinstance(message, Mapping):
-            self.id = message.get("id") or self.id
-            self.model = message.get("model") or self.model
+            self.id = _opt_str(message.get("id")) or self.id
+            self.model = _opt_str(message.get("model")) or self.model
             self._merge_usage(message.get("usage"))
         return []
 
@@ -486,7 +501,7 @@ class _AnthropicStreamParser:
         spec = self._spec
         if kind == "text":
             self._kinds[index] = "other" if spec is not None else "text"
-            text = block.get("text") or ""
+            text = _text(block.get("text"))
             return [self._chunk(delta=text)] if text and spec is None else []
         if kind == "tool_use":
             name = str(block.get("name") or "")
@@ -500,7 +515,7 @@ class _AnthropicStreamParser:
             self._kinds[index] = "tool"
             position = self._tools[index] = len(self._tools)
             return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
-                index=position, id=block.get("id"), name=name, arguments=initial)])]
+                index=position, id=_opt_str(block.get("id")), name=name, arguments=initial)])]
         self._kinds[index] = "other"  # thinking, server tools, ...: not part of our model
         return []
 
@@ -518,10 +533,10 @@ class _AnthropicStreamParser:
         dtype = delta.get("type")
         kind = self._kinds.get(index, "text" if self._spec is None else "other")
         if dtype == "text_delta" and kind == "text":
-            text = delta.get("text") or ""
+            text = _text(delta.get("text"))
             return [self._chunk(delta=text)] if text else []
         if dtype == "input_json_delta":
-            piece = delta.get("partial_json") or ""
+            piece = _text(delta.get("partial_json"))
             if not piece:
                 return []
             if kind == "tool":

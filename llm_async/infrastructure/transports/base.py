@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamParser"]
 
 DEFAULT_TIMEOUT = Timeout()
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
+_PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
+                 RecursionError)
 
 
 class StreamParser(Protocol):
@@ -264,7 +267,14 @@ class HTTPTransport:
             raise ProtocolError(f"response body is not JSON: {raw[:80]!r}",
                                 provider=self.provider, status=resp.status,
                                 request_id=self._request_id(headers)) from exc
-        response = self.parse_response(data, request)
+        try:
+            response = self.parse_response(data, request)
+        except LLMError:
+            raise
+        except _PARSE_ERRORS as exc:  # a provider hook tripped over a malformed body
+            raise ProtocolError(f"malformed response body ({type(exc).__name__}: {exc})",
+                                provider=self.provider, status=resp.status,
+                                request_id=self._request_id(headers)) from exc
         response.latency = time.perf_counter() - started
         response.request_id = self._request_id(headers)
         response.provider = self.provider
@@ -299,7 +309,15 @@ class HTTPTransport:
                         data = await content.readany()
                     events = decoder.feed(data) if data else decoder.end()
                     for event in events:
-                        for chunk in parser.feed(event):
+                        try:
+                            chunks = parser.feed(event)
+                        except LLMError:
+                            raise
+                        except _PARSE_ERRORS as exc:  # a malformed event tripped the parser
+                            raise ProtocolError(
+                                f"malformed stream event ({type(exc).__name__}: {exc})",
+                                provider=self.provider) from exc
+                        for chunk in chunks:
                             delivered += 1
                             phase = "idle"
                             yield chunk

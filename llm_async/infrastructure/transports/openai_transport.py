@@ -253,27 +253,69 @@ class _OpenAIStreamParser:
         return self.chunks(obj)
 
     def chunks(self, obj: dict[str, Any]) -> list[ChatChunk]:
-        usage = openai_usage(obj.get("usage"))
+        # The hot path of every stream: dict checks before the (slow) Mapping ABC check.
+        raw_usage = obj.get("usage")
+        usage = openai_usage(raw_usage) if raw_usage is not None else None
         choices = obj.get("choices") or ()
+        chunk_id = obj.get("id")
+        model = obj.get("model")
+        if (not isinstance(choices, (list, tuple))
+                or (chunk_id is not None and not isinstance(chunk_id, str))
+                or (model is not None and not isinstance(model, str))):
+            raise ProtocolError(f"malformed stream chunk: {obj!r:.100}",
+                                provider=self.transport.provider)
         out: list[ChatChunk] = []
         for choice in choices:
-            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+            if not isinstance(choice, dict) and not isinstance(choice, Mapping):
                 continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
-            calls: list[ToolCallDelta] = []
-            for raw in delta.get("tool_calls") or ():
-                fn = raw.get("function") or {}
-                calls.append(ToolCallDelta.model_construct(
-                    index=int(raw.get("index") or 0), id=raw.get("id"), name=fn.get("name"),
-                    arguments=fn.get("arguments") or ""))
-            reason = finish_reason(choice.get("finish_reason"))
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if delta:
+                if not isinstance(delta, dict) and not isinstance(delta, Mapping):
+                    raise ProtocolError(f"malformed stream delta: {delta!r:.100}",
+                                        provider=self.transport.provider)
+                text = delta.get("content") or ""
+                if not isinstance(text, str):
+                    raise ProtocolError(f"stream delta content is not text: {text!r:.100}",
+                                        provider=self.transport.provider)
+                raw_calls = delta.get("tool_calls")
+                calls = self.tool_call_deltas(raw_calls) if raw_calls else []
+            else:
+                text = ""
+                calls = []
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                reason = finish_reason(reason)
             if text or calls or reason is not None:
                 out.append(ChatChunk.model_construct(
                     delta=text, tool_calls=calls, finish_reason=reason, usage=None,
-                    id=obj.get("id"), model=obj.get("model")))
+                    id=chunk_id, model=model))
         if usage is not None:
             out.append(ChatChunk.model_construct(
                 delta="", tool_calls=[], finish_reason=None, usage=usage,
-                id=obj.get("id"), model=obj.get("model")))
+                id=chunk_id, model=model))
         return out
+
+    def tool_call_deltas(self, raw_calls: Any) -> list[ToolCallDelta]:
+        """Streamed tool-call fragments; a malformed one is a :class:`ProtocolError`."""
+        calls: list[ToolCallDelta] = []
+        try:
+            for raw in raw_calls:
+                fn = raw.get("function") or {}
+                index = int(raw.get("index") or 0)
+                call_id, name = raw.get("id"), fn.get("name")
+                arguments = fn.get("arguments") or ""
+                if not isinstance(arguments, str) or not _optional_str(call_id, name):
+                    raise TypeError("wrong field types")
+                calls.append(ToolCallDelta.model_construct(
+                    index=index, id=call_id, name=name, arguments=arguments))
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"malformed streamed tool call: {raw_calls!r:.100}",
+                                provider=self.transport.provider) from exc
+        return calls
+
+
+def _optional_str(*values: Any) -> bool:
+    """Whether every value is a string or None."""
+    return all(v is None or isinstance(v, str) for v in values)
