@@ -7,8 +7,9 @@ backends, Redis and the pricing catalogue are imported only when something asks 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -178,84 +179,36 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm_async' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._clock import (
         Clock as Clock,
-    )
-    from ._clock import (
         FakeClock as FakeClock,
-    )
-    from ._clock import (
         SystemClock as SystemClock,
     )
     from .application.circuit_breaker import (  # issue 4
         CircuitBreaker as CircuitBreaker,
-    )
-    from .application.circuit_breaker import (
         CircuitBreakerConfig as CircuitBreakerConfig,
-    )
-    from .application.circuit_breaker import (
         CircuitBreakerLayer as CircuitBreakerLayer,
-    )
-    from .application.circuit_breaker import (
         CircuitState as CircuitState,
-    )
-    from .application.circuit_breaker import (
         all_circuit_breakers as all_circuit_breakers,
-    )
-    from .application.circuit_breaker import (
         get_circuit_breaker as get_circuit_breaker,
     )
     from .application.cost_manager import (  # issue 5
         BudgetConfig as BudgetConfig,
-    )
-    from .application.cost_manager import (
         BudgetEvent as BudgetEvent,
-    )
-    from .application.cost_manager import (
         BudgetPeriod as BudgetPeriod,
-    )
-    from .application.cost_manager import (
         BudgetStatus as BudgetStatus,
-    )
-    from .application.cost_manager import (
         CostLayer as CostLayer,
-    )
-    from .application.cost_manager import (
         CostManager as CostManager,
-    )
-    from .application.cost_manager import (
         CostMetrics as CostMetrics,
-    )
-    from .application.cost_manager import (
         Ledger as Ledger,
-    )
-    from .application.cost_manager import (
         MemoryLedger as MemoryLedger,
-    )
-    from .application.cost_manager import (
         Recommendation as Recommendation,
-    )
-    from .application.cost_manager import (
         UsageRecord as UsageRecord,
-    )
-    from .application.cost_manager import (
         get_cost_manager as get_cost_manager,
-    )
-    from .application.cost_manager import (
         set_cost_manager as set_cost_manager,
     )
     from .application.fallback import (  # issue 4
@@ -263,73 +216,37 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .application.pricing import (  # issue 5
         ModelPrice as ModelPrice,
-    )
-    from .application.pricing import (
         PricingCatalog as PricingCatalog,
-    )
-    from .application.pricing import (
         get_pricing_catalog as get_pricing_catalog,
     )
     from .application.rate_limit import (  # issue 4
         ConcurrencyLimitLayer as ConcurrencyLimitLayer,
-    )
-    from .application.rate_limit import (
         RateLimitConfig as RateLimitConfig,
-    )
-    from .application.rate_limit import (
         RateLimitLayer as RateLimitLayer,
     )
     from .application.retry_strategy import (  # issue 4
         AdaptiveRetry as AdaptiveRetry,
-    )
-    from .application.retry_strategy import (
         ErrorKind as ErrorKind,
-    )
-    from .application.retry_strategy import (
         ErrorPolicy as ErrorPolicy,
-    )
-    from .application.retry_strategy import (
         ExponentialBackoffRetry as ExponentialBackoffRetry,
-    )
-    from .application.retry_strategy import (
         FibonacciBackoffRetry as FibonacciBackoffRetry,
-    )
-    from .application.retry_strategy import (
         LinearBackoffRetry as LinearBackoffRetry,
-    )
-    from .application.retry_strategy import (
         RetryBudget as RetryBudget,
-    )
-    from .application.retry_strategy import (
         RetryConfig as RetryConfig,
-    )
-    from .application.retry_strategy import (
         RetryExecutor as RetryExecutor,
-    )
-    from .application.retry_strategy import (
         RetryLayer as RetryLayer,
-    )
-    from .application.retry_strategy import (
         RetryStrategy as RetryStrategy,
-    )
-    from .application.retry_strategy import (
         get_retry_metrics as get_retry_metrics,
     )
-    from .application.tokens import TokenEstimator as TokenEstimator
-    from .application.tokens import estimate_tokens  # issue 5 as estimate_tokens  # issue 5,
+    from .application.tokens import (
+        TokenEstimator as TokenEstimator,
+        estimate_tokens,  # issue 5 as estimate_tokens  # issue 5,
+    )
     from .client import (
         DEFAULT as DEFAULT,
-    )
-    from .client import (
         AsyncLLMClient as AsyncLLMClient,
-    )
-    from .client import (
         ChatStream as ChatStream,
-    )
-    from .client import (
         ClientOptions as ClientOptions,
-    )
-    from .client import (
         make_transport as make_transport,
     )
     from .config import (
@@ -337,121 +254,53 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .domain.ports import (
         Handler as Handler,
-    )
-    from .domain.ports import (
         Layer as Layer,
-    )
-    from .domain.ports import (
         LayerFactory as LayerFactory,
-    )
-    from .domain.ports import (
         build_stack as build_stack,
     )
     from .errors import (
         APIConnectionError as APIConnectionError,
-    )
-    from .errors import (
         APIStatusError as APIStatusError,
-    )
-    from .errors import (
         APITimeoutError as APITimeoutError,
-    )
-    from .errors import (
         AuthenticationError as AuthenticationError,
-    )
-    from .errors import (
         BadRequestError as BadRequestError,
-    )
-    from .errors import (
         BudgetExceededError as BudgetExceededError,
-    )
-    from .errors import (
         CircuitBreakerOpenError as CircuitBreakerOpenError,
-    )
-    from .errors import (
         ConfigurationError as ConfigurationError,
-    )
-    from .errors import (
         ConflictError as ConflictError,
-    )
-    from .errors import (
         ContextLengthExceededError as ContextLengthExceededError,
-    )
-    from .errors import (
         FallbackExhaustedError as FallbackExhaustedError,
-    )
-    from .errors import (
         InsufficientCreditsError as InsufficientCreditsError,
-    )
-    from .errors import (
         InvalidRequestError as InvalidRequestError,
-    )
-    from .errors import (
         LLMError as LLMError,
-    )
-    from .errors import (
         NotFoundError as NotFoundError,
-    )
-    from .errors import (
         OverloadedError as OverloadedError,
-    )
-    from .errors import (
         PermissionDeniedError as PermissionDeniedError,
-    )
-    from .errors import (
         ProtocolError as ProtocolError,
-    )
-    from .errors import (
         QuotaExceededError as QuotaExceededError,
-    )
-    from .errors import (
         RateLimiterError as RateLimiterError,
-    )
-    from .errors import (
         RateLimitError as RateLimitError,
-    )
-    from .errors import (
         RequestTimeoutError as RequestTimeoutError,
-    )
-    from .errors import (
         ResponseTooLargeError as ResponseTooLargeError,
-    )
-    from .errors import (
         ServerError as ServerError,
-    )
-    from .errors import (
         StreamError as StreamError,
-    )
-    from .errors import (
         StructuredOutputError as StructuredOutputError,
-    )
-    from .errors import (
         UnprocessableEntityError as UnprocessableEntityError,
     )
     from .facade import (  # issue 8
         LLMClientService as LLMClientService,
-    )
-    from .facade import (
         SyncChatStream as SyncChatStream,
-    )
-    from .facade import (
         get_llm_client_service as get_llm_client_service,
-    )
-    from .facade import (
         invoke_chat as invoke_chat,
     )
     from .infrastructure.ledger_redis import RedisLedger  # issue 5 as RedisLedger  # issue 5,
     from .infrastructure.ledger_sqlite import SQLiteLedger  # issue 5 as SQLiteLedger  # issue 5,
     from .infrastructure.redis_state import (  # issue 4
         RedisBucketStore as RedisBucketStore,
-    )
-    from .infrastructure.redis_state import (
         RedisCircuitBreaker as RedisCircuitBreaker,
     )
     from .infrastructure.sse import (
         SSEDecoder as SSEDecoder,
-    )
-    from .infrastructure.sse import (
         SSEEvent as SSEEvent,
     )
     from .infrastructure.transports.anthropic_transport import (
@@ -462,8 +311,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .infrastructure.transports.mock import (
         MockLLMTransport as MockLLMTransport,
-    )
-    from .infrastructure.transports.mock import (
         MockReply as MockReply,
     )
     from .infrastructure.transports.openai_transport import (
@@ -477,23 +324,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .observability.dashboard import (
         DashboardServer as DashboardServer,
-    )
-    from .observability.dashboard import (
         create_dashboard_app as create_dashboard_app,
-    )
-    from .observability.dashboard import (
         serve_dashboard as serve_dashboard,
-    )
-    from .observability.dashboard import (
         setup_dashboard as setup_dashboard,
     )
     from .observability.facade import (
         Observability as Observability,
-    )
-    from .observability.facade import (
         OperationSpan as OperationSpan,
-    )
-    from .observability.facade import (
         get_observability as get_observability,
     )
     from .observability.tracing import (
@@ -501,126 +338,60 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .optimization.batching import (
         AnthropicBatchAPI as AnthropicBatchAPI,
-    )
-    from .optimization.batching import (
         BatchingLayer as BatchingLayer,
-    )
-    from .optimization.batching import (
         BatchQueue as BatchQueue,
-    )
-    from .optimization.batching import (
         BatchResults as BatchResults,
-    )
-    from .optimization.batching import (
         OpenAIBatchAPI as OpenAIBatchAPI,
-    )
-    from .optimization.batching import (
         chat_many as chat_many,
     )
     from .optimization.cache import (
         CacheConfig as CacheConfig,
-    )
-    from .optimization.cache import (
         CacheLayer as CacheLayer,
-    )
-    from .optimization.cache import (
         MemoryBackend as MemoryBackend,
-    )
-    from .optimization.cache import (
         RedisBackend as RedisBackend,
-    )
-    from .optimization.cache import (
         ResponseCache as ResponseCache,
-    )
-    from .optimization.cache import (
         get_cache as get_cache,
     )
     from .optimization.dedup import (
         DedupConfig as DedupConfig,
-    )
-    from .optimization.dedup import (
         DedupLayer as DedupLayer,
-    )
-    from .optimization.dedup import (
         Deduplicator as Deduplicator,
-    )
-    from .optimization.dedup import (
         get_deduplicator as get_deduplicator,
     )
     from .optimization.prompt import (
         OptimizedPrompt as OptimizedPrompt,
-    )
-    from .optimization.prompt import (
         PromptOptimizer as PromptOptimizer,
     )
     from .optimization.semantic import (
         HashingEmbedder as HashingEmbedder,
-    )
-    from .optimization.semantic import (
         SimilarityIndex as SimilarityIndex,
     )
-    from .structured import OutputSchema as OutputSchema
-    from .structured import output_schema as output_schema
     from .structured import (
+        OutputSchema as OutputSchema,
+        output_schema as output_schema,
         parse_structured_output,  # issue 3 as parse_structured_output  # issue 3,
     )
     from .testing import (
         Fault as Fault,
-    )
-    from .testing import (
         MockProviderServer as MockProviderServer,
     )
     from .types import (
         CallContext as CallContext,
-    )
-    from .types import (
         ChatChunk as ChatChunk,
-    )
-    from .types import (
         ChatRequest as ChatRequest,
-    )
-    from .types import (
         ChatResponse as ChatResponse,
-    )
-    from .types import (
         FunctionCall as FunctionCall,
-    )
-    from .types import (
         FunctionDefinition as FunctionDefinition,
-    )
-    from .types import (
         ImagePart as ImagePart,
-    )
-    from .types import (
         ImageURL as ImageURL,
-    )
-    from .types import (
         Message as Message,
-    )
-    from .types import (
         RequestMetadata as RequestMetadata,
-    )
-    from .types import (
         StreamAssembler as StreamAssembler,
-    )
-    from .types import (
         TextPart as TextPart,
-    )
-    from .types import (
         Timeout as Timeout,
-    )
-    from .types import (
         Tool as Tool,
-    )
-    from .types import (
         ToolCall as ToolCall,
-    )
-    from .types import (
         ToolCallDelta as ToolCallDelta,
-    )
-    from .types import (
         Usage as Usage,
-    )
-    from .types import (
         build_request as build_request,
     )

@@ -426,8 +426,7 @@ def _cost(args: argparse.Namespace, out: TextIO) -> int:
 
 def _delegate(command: str, argv: list[str]) -> int:
     if command == "mock-server":
-        from .testing.__main__ import build_parser as mock_parser
-        from .testing.__main__ import main as mock_main
+        from .testing.__main__ import build_parser as mock_parser, main as mock_main
 
         mock_parser_ = mock_parser()
         mock_parser_.prog = f"{PROG} mock-server"

@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from opentelemetry import metrics as _otel_metrics
-    from opentelemetry.metrics import CallbackOptions, Observation
-    from opentelemetry.metrics import _internal as _otel_metrics_state
+    from opentelemetry.metrics import CallbackOptions, Observation, _internal as _otel_metrics_state
 
     HAVE_OTEL_METRICS = True
 except ImportError:  # pragma: no cover - exercised in a subprocess test

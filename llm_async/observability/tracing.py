@@ -88,8 +88,7 @@ from .facade import CallRecord, Observability, get_observability
 from .metrics import genai_metrics, register_seed_metrics
 
 try:
-    from opentelemetry import context as _otel_context
-    from opentelemetry import trace as _otel_trace
+    from opentelemetry import context as _otel_context, trace as _otel_trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     HAVE_OTEL = True

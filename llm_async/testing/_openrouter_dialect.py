@@ -21,8 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._openai_dialect import MODELS as OPENAI_MODELS
-from ._openai_dialect import OpenAIDialect, usage_payload
+from ._openai_dialect import MODELS as OPENAI_MODELS, OpenAIDialect, usage_payload
 from ._server import (
     ChatRequest,
     ErrorInfo,
