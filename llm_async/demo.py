@@ -69,7 +69,18 @@ async def main(concurrency: int = 200) -> None:
                 _say(f"   {type(exc).__name__}: {exc} retry_after={exc.retry_after}s "
                      f"retryable={exc.retryable}\n")
 
-        _say(f"5. {concurrency} concurrent chats")
+        _say("5. the default stack recovers: the server fails twice with 503, retry succeeds")
+        async with AsyncLLMClient(provider="openai", api_key="sk-demo-not-a-real-key",
+                                  base_url=server.base_url) as client:
+            _say(f"   stack: {' -> '.join(type(h).__name__ for h in client.stack)}")
+            before = server.request_count
+            server.add_fault(Fault(status=503, times=2))
+            reply = await client.chat(model="gpt-4o-mini",
+                                      messages=[{"role": "user", "content": "Are you there?"}])
+            _say(f"   answered after {server.request_count - before} attempts: "
+                 f"{reply.text[:40]!r}..., cost ${reply.cost}\n")
+
+        _say(f"6. {concurrency} concurrent chats")
         server_requests = server.request_count
         async with AsyncLLMClient(provider="openai", api_key="sk-demo-not-a-real-key",
                                   base_url=server.base_url) as client:
