@@ -519,6 +519,21 @@ class ChatChunk(_FastConstruct):
     model: str | None = None
     provider_cost: float | None = None
 
+    @classmethod
+    def construct_fast(cls, delta: str, tool_calls: list[ToolCallDelta],
+                       finish_reason: FinishReason | None, usage: Usage | None,
+                       id: str | None, model: str | None) -> ChatChunk:
+        """``model_construct(delta=..., tool_calls=..., finish_reason=..., usage=..., id=...,
+        model=...)`` for a transport's hot path (every chunk of every stream): the same
+        instance, built without the generic per-field loop. The values are trusted."""
+        obj = _new(cls)
+        _set_dict(obj, {"delta": delta, "tool_calls": tool_calls, "finish_reason": finish_reason,
+                        "usage": usage, "id": id, "model": model, "provider_cost": None})
+        _set_fields_set(obj, {"delta", "tool_calls", "finish_reason", "usage", "id", "model"})
+        _set_extra(obj, None)
+        _set_private(obj, None)
+        return obj
+
 
 class StreamAssembler:
     """Folds chunks into the final :class:`ChatResponse` (text, tool calls, usage).

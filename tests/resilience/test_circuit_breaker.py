@@ -28,6 +28,7 @@ from llm_async.errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CircuitBreakerOpenError as TreeError,
     ConfigurationError,
     ContextLengthExceededError,
     NotFoundError,
@@ -37,7 +38,6 @@ from llm_async.errors import (
     ServerError,
     StreamError,
 )
-from llm_async.errors import CircuitBreakerOpenError as TreeError
 
 CONSECUTIVE = CircuitBreakerConfig(failure_threshold=3, success_threshold=2, timeout=10.0,
                                    failure_rate_threshold=None, jitter=0.0)

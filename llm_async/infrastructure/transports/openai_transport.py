@@ -288,13 +288,9 @@ class _OpenAIStreamParser:
             if reason is not None:
                 reason = finish_reason(reason)
             if text or calls or reason is not None:
-                out.append(ChatChunk.model_construct(
-                    delta=text, tool_calls=calls, finish_reason=reason, usage=None,
-                    id=chunk_id, model=model))
+                out.append(ChatChunk.construct_fast(text, calls, reason, None, chunk_id, model))
         if usage is not None:
-            out.append(ChatChunk.model_construct(
-                delta="", tool_calls=[], finish_reason=None, usage=usage,
-                id=chunk_id, model=model))
+            out.append(ChatChunk.construct_fast("", [], None, usage, chunk_id, model))
         return out
 
     def tool_call_deltas(self, raw_calls: Any) -> list[ToolCallDelta]:
