@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -365,7 +364,9 @@ class ChatRequest(_Model):
     timeout: Timeout | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
-    _context: CallContext | None = PrivateAttr(default=None)
+    #: This call's :class:`CallContext`; never sent, never serialised. A plain field, not a
+    #: private attribute: copies (retry, fallback) share it, and building a request stays cheap.
+    call_context: CallContext | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -393,13 +394,18 @@ class ChatRequest(_Model):
     @property
     def context(self) -> CallContext:
         """This call's :class:`CallContext` (created on first use, shared by copies)."""
-        # Every layer reads this; the private-attribute slot is much faster than the model's
-        # __getattr__ path for private attributes.
-        private = self.__pydantic_private__
-        ctx = private.get("_context") if private is not None else None
+        ctx: CallContext | None = self.__dict__["call_context"]
         if ctx is None:
-            ctx = self._context = CallContext()
+            ctx = self.__dict__["call_context"] = CallContext()
         return ctx
+
+    @property
+    def _context(self) -> CallContext | None:
+        return self.__dict__["call_context"]  # type: ignore[no-any-return]
+
+    @_context.setter
+    def _context(self, ctx: CallContext | None) -> None:
+        self.__dict__["call_context"] = ctx
 
     @property
     def user_id(self) -> str | None:
@@ -411,9 +417,8 @@ class ChatRequest(_Model):
 
     def with_model(self, model: str) -> ChatRequest:
         """A copy for another model that shares this call's context."""
-        new = self.model_copy(update={"model": model})
-        new._context = self.context
-        return new
+        self.context  # noqa: B018 - create it first, so that the copy shares it
+        return self.model_copy(update={"model": model})
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -428,11 +433,58 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_SIMPLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_SIMPLE_KEYS = frozenset({"model", "messages", "provider", "stream", "temperature", "top_p",
+                          "max_tokens", "seed"})
+
+
+def _number(value: Any, low: float, high: float) -> bool:
+    return (type(value) is float or type(value) is int) and low <= value <= high
+
+
+def _simple_request(fields: dict[str, Any]) -> ChatRequest | None:
+    """The common request — text messages as dicts and a few scalar parameters — checked by
+    hand and built without pydantic's validation (the hot path of every call). Anything else
+    returns ``None`` and takes the full validation, which gives the same result."""
+    if not _SIMPLE_KEYS.issuperset(fields):
+        return None
+    model, messages, provider = fields.get("model"), fields.get("messages"), fields.get("provider")
+    if (type(model) is not str or not model or type(messages) is not list or not messages
+            or not (provider is None or type(provider) is str)
+            or type(fields.get("stream", False)) is not bool):
+        return None
+    temperature, top_p = fields.get("temperature"), fields.get("top_p")
+    max_tokens, seed = fields.get("max_tokens"), fields.get("seed")
+    if ((temperature is not None and not _number(temperature, 0.0, 2.0))
+            or (top_p is not None and not _number(top_p, 0.0, 1.0))
+            or (max_tokens is not None and (type(max_tokens) is not int or max_tokens <= 0))
+            or (seed is not None and type(seed) is not int)):
+        return None
+    built = []
+    for message in messages:
+        if type(message) is not dict or len(message) != 2:
+            return None
+        role, content = message.get("role"), message.get("content")
+        if type(content) is not str or role not in _SIMPLE_ROLES:
+            return None
+        built.append(Message.model_construct(role=role, content=content))
+    values = dict(fields)
+    values["messages"] = built
+    if temperature is not None:
+        values["temperature"] = float(temperature)
+    if top_p is not None:
+        values["top_p"] = float(top_p)
+    return ChatRequest.model_construct(**values)
+
+
 def build_request(**fields: Any) -> ChatRequest:
     """Validate ``fields`` into a :class:`ChatRequest`, or raise :class:`InvalidRequestError`.
 
     The error names the first offending field, for example ``messages[0].role``.
     """
+    fast = _simple_request(fields)
+    if fast is not None:
+        return fast
     try:
         return ChatRequest.model_validate(fields)
     except ValidationError as exc:

@@ -163,3 +163,55 @@ def test_errors_pickle() -> None:
     err = error_from_response(429, {"error": {"message": "slow"}}, headers={"retry-after": "2"})
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is RateLimitError and again.retry_after == 2.0 and again.status == 429
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "m", "messages": USER},
+        {"model": "m", "messages": USER, "provider": "openai", "stream": True},
+        {"model": "m", "messages": [{"role": "system", "content": "s"},
+                                    {"role": "assistant", "content": "a"}, *USER],
+         "temperature": 1, "top_p": 0.5, "max_tokens": 3, "seed": 9},
+        {"model": "m", "messages": USER, "temperature": 0},
+    ],
+)
+def test_fast_path_builds_what_validation_builds(fields: dict[str, object]) -> None:
+    from llm_async.types import ChatRequest, _simple_request
+
+    fast = _simple_request(dict(fields))
+    assert fast is not None
+    slow = ChatRequest.model_validate(fields)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert type(fast.temperature) is type(slow.temperature)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "m", "messages": USER, "temperature": True},
+        {"model": "m", "messages": USER, "temperature": 2.5},
+        {"model": "m", "messages": USER, "max_tokens": 0},
+        {"model": "m", "messages": USER, "max_tokens": 1.5},
+        {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+        {"model": "m", "messages": [{"role": "user", "content": None}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x", "name": "n"}]},
+        {"model": "", "messages": USER},
+        {"model": "m", "messages": []},
+        {"model": "m", "messages": USER, "stop": "x"},
+    ],
+)
+def test_fast_path_declines_what_it_does_not_check(fields: dict[str, object]) -> None:
+    from llm_async.types import _simple_request
+
+    assert _simple_request(dict(fields)) is None
+
+
+def test_context_is_shared_by_copies_and_never_serialised() -> None:
+    req = build_request(model="m", messages=USER)
+    ctx = req.context
+    assert req.with_model("other").context is ctx
+    assert req.model_copy().context is ctx
+    assert "call_context" not in req.model_dump() and "call_context" not in repr(req)

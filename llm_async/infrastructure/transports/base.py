@@ -40,6 +40,8 @@ else:  # pragma: no cover
 __all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamParser"]
 
 DEFAULT_TIMEOUT = Timeout()
+# aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
+_SOCKET_TIMEOUT = aiohttp.SocketTimeoutError
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
@@ -91,6 +93,7 @@ class HTTPTransport:
         self._session = session
         self._owns_session = session is None
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._unary_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
 
     # -- provider hooks -------------------------------------------------------------------
 
@@ -179,6 +182,13 @@ class HTTPTransport:
             headers.update(request.extra_headers)
         return headers
 
+    def _unary_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
+        ct = self._unary_timeouts.get(timeout)
+        if ct is None:
+            ct = self._unary_timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_chunk)
+        return ct
+
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         # Only the connect timeout is aiohttp's: its sock_read would also cover the wait for the
         # first byte, which is the first_chunk timeout's job. Reads are timed by our own timers.
@@ -234,21 +244,14 @@ class HTTPTransport:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=False))
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        deadline = None if timeout.total is None else loop.time() + timeout.total
-        phase = "first_chunk"
+        # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
+        # sock_read) and total; its exception type says which one expired.
         try:
-            # One timer: first until the response headers, then the total deadline.
-            async with (
-                _timeout(_limit(timeout.first_chunk, deadline, loop)) as timer,
-                self.session.post(
-                    self.url(request), data=payload, headers=self._headers(request),
-                    timeout=self._client_timeout(timeout),
-                ) as resp,
-            ):
-                phase = "idle"
-                timer.reschedule(deadline)
+            async with self.session.post(
+                self.url(request), data=payload, headers=self._headers(request),
+                timeout=self._unary_timeout(timeout),
+            ) as resp:
                 request.context.response_headers = resp.headers
                 raw = await self._read_body(resp)
                 if resp.status >= 400:
@@ -256,11 +259,12 @@ class HTTPTransport:
                 headers = resp.headers
         except LLMError:
             raise
+        except _SOCKET_TIMEOUT as exc:
+            raise self._map_exception(exc, "first_chunk", timeout) from exc
         except asyncio.TimeoutError as exc:
-            expired = "total" if deadline is not None and loop.time() >= deadline else phase
-            raise self._map_exception(exc, expired, timeout) from exc
+            raise self._map_exception(exc, "total", timeout) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise self._map_exception(exc, phase, timeout) from exc
+            raise self._map_exception(exc, "first_chunk", timeout) from exc
         try:
             data = _json.loads(raw)
         except ValueError as exc:
@@ -304,9 +308,12 @@ class HTTPTransport:
                 parser = self.stream_parser(request)
                 content = resp.content
                 while not parser.done:
-                    wait = timeout.first_chunk if delivered == 0 else timeout.idle
-                    async with _timeout(_limit(wait, deadline, loop)):
-                        data = await content.readany()
+                    # What is already buffered needs no timer; only a real wait is timed.
+                    data = content.read_nowait()
+                    if not data:
+                        wait = timeout.first_chunk if delivered == 0 else timeout.idle
+                        async with _timeout(_limit(wait, deadline, loop)):
+                            data = await content.readany()
                     events = decoder.feed(data) if data else decoder.end()
                     for event in events:
                         try:

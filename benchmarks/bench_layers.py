@@ -1,0 +1,72 @@
+"""Per-layer CPU overhead, in process: each default layer alone, then the whole default stack.
+
+The innermost handler is ``MockLLMTransport`` (no HTTP), so the numbers are the client's and the
+layers' own work. Prints a Markdown table of CPU µs per unary call and per 5-word stream.
+
+    python benchmarks/bench_layers.py [--calls 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+
+from llm_async import AsyncLLMClient, MockLLMTransport
+from llm_async._defaults import _entries
+
+MESSAGES = [{"role": "user", "content": "Hello there, how are you today?"}]
+
+
+async def measure(make: Callable[[], AsyncLLMClient], calls: int) -> tuple[float, float]:
+    client = make()
+    for _ in range(200):
+        await client.chat(model="gpt-4o-mini", messages=MESSAGES)
+        async for _ in client.stream(model="gpt-4o-mini", messages=MESSAGES):
+            pass
+    started = time.process_time()
+    for _ in range(calls):
+        await client.chat(model="gpt-4o-mini", messages=MESSAGES)
+    unary = (time.process_time() - started) / calls * 1e6
+    streams = max(1, calls // 4)
+    started = time.process_time()
+    for _ in range(streams):
+        async for _ in client.stream(model="gpt-4o-mini", messages=MESSAGES):
+            pass
+    stream = (time.process_time() - started) / streams * 1e6
+    await client.aclose()
+    return unary, stream
+
+
+def _client(layers: object = None) -> AsyncLLMClient:
+    transport = MockLLMTransport("hello world this is a reply")
+    if layers is None:
+        return AsyncLLMClient(provider="mock", transport=transport)
+    return AsyncLLMClient(provider="mock", transport=transport, layers=layers)  # type: ignore[arg-type]
+
+
+async def main(calls: int) -> None:
+    rows: list[tuple[str, float, float]] = []
+    base = await measure(lambda: _client([]), calls)
+    rows.append(("no layers", *base))
+    probe = _client()
+    for entry in _entries():
+        factory = entry(probe)
+        if factory is None:
+            continue
+        name = entry.__name__.lstrip("_")
+        rows.append((f"+ {name} only", *await measure(lambda f=factory: _client([f]), calls)))
+    await probe.aclose()
+    rows.append(("default stack", *await measure(_client, calls)))
+    print("| handler stack | CPU µs / unary call | overhead | CPU µs / stream | overhead |")
+    print("|---|---:|---:|---:|---:|")
+    for name, unary, stream in rows:
+        print(f"| {name} | {unary:.1f} | {unary - base[0]:+.1f} | {stream:.1f} | "
+              f"{stream - base[1]:+.1f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=4000)
+    asyncio.run(main(parser.parse_args().calls))
