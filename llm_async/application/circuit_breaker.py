@@ -73,7 +73,7 @@ from ..errors import (
     ServerError,
     StreamError,
 )
-from ..types import ChatChunk, ChatRequest, ChatResponse
+from ..types import CallContext, ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
     "AsyncBreaker",
@@ -211,12 +211,16 @@ class CircuitBreakerConfig:
 class _Window:
     """Calls, failures and slow calls over the last ``window`` seconds, in time buckets."""
 
-    __slots__ = ("_buckets", "_width")
+    __slots__ = ("_buckets", "_epoch", "_failed", "_slow", "_total", "_width")
 
     def __init__(self, window: float, buckets: int) -> None:
         self._width = window / buckets
         # [epoch, total, failed, slow] per bucket
         self._buckets: list[list[int]] = [[-1, 0, 0, 0] for _ in range(buckets)]
+        # The sums of the live buckets as seen from bucket ``_epoch`` (None: recompute). Kept
+        # up to date by ``add`` within that bucket, so ``totals`` needs no loop per call.
+        self._epoch: int | None = None
+        self._total = self._failed = self._slow = 0
 
     def add(self, now: float, failed: bool, slow: bool) -> None:
         epoch = int(now // self._width)
@@ -226,20 +230,32 @@ class _Window:
         slot[1] += 1
         slot[2] += failed
         slot[3] += slow
+        if epoch == self._epoch:
+            self._total += 1
+            self._failed += failed
+            self._slow += slow
+        else:
+            self._epoch = None
 
     def totals(self, now: float) -> tuple[int, int, int]:
-        oldest = int(now // self._width) - len(self._buckets)
+        current = int(now // self._width)
+        if current == self._epoch:
+            return self._total, self._failed, self._slow
+        oldest = current - len(self._buckets)
         total = failed = slow = 0
         for epoch, t, f, s in self._buckets:
             if epoch > oldest:
                 total += t
                 failed += f
                 slow += s
+        self._epoch = current
+        self._total, self._failed, self._slow = total, failed, slow
         return total, failed, slow
 
     def clear(self) -> None:
         for slot in self._buckets:
             slot[:] = [-1, 0, 0, 0]
+        self._epoch = None
 
 
 class CircuitPermit:
@@ -416,6 +432,8 @@ class CircuitBreaker:
         with self._lock:
             now = self.clock.now()
             self.total += 1
+            if self._state is CircuitState.CLOSED:  # the fast path: nothing to refresh
+                return CircuitPermit(self, False, self._generation, now)
             events = self._refresh(now)
             error: CircuitBreakerOpenError | None = None
             probe = False
@@ -477,7 +495,6 @@ class CircuitBreaker:
             if outcome is None:
                 self._release(permit)
                 return
-        events: list[tuple[CircuitState, CircuitState]] = []
         with self._lock:
             if permit.done:
                 return
@@ -486,35 +503,56 @@ class CircuitBreaker:
             if duration is None:
                 duration = now - permit.started
             current = permit.generation == self._generation
-            if permit.probe and current and self._state is CircuitState.HALF_OPEN:
-                self._half_open_in_flight -= 1
-            if error is not None and outcome is False:
-                self.ignored += 1
-                return
-            failed = outcome is True
-            threshold = self.config.slow_call_threshold
-            slow = not failed and threshold is not None and duration >= threshold
-            if failed:
-                self.failed += 1
-            else:
+            if (error is None and outcome is False and not permit.probe and current
+                    and self._state is CircuitState.CLOSED):
+                # The fast path: a success while closed (the same steps as the general path
+                # below, without its probe and failure branches).
+                threshold = self.config.slow_call_threshold
+                slow = threshold is not None and duration >= threshold
                 self.successful += 1
                 self.slow += slow
-            self._window.add(now, failed, slow)
-            if permit.probe and current and self._state is CircuitState.HALF_OPEN:
-                if failed or slow:
-                    events = self._trip(now, error)
-                else:
-                    self._half_open_successes += 1
-                    if self._half_open_successes >= self.config.success_threshold:
-                        self._trips = 0
-                        events = self._to(CircuitState.CLOSED)
-            elif self._state is CircuitState.CLOSED:
-                self._consecutive = self._consecutive + 1 if failed else 0
-                if self._should_trip(now):
-                    events = self._trip(now, error)
-                elif self.config.adaptive:
-                    self._learn(now)
+                self._window.add(now, False, slow)
+                self._consecutive = 0
+                if not self._should_trip(now):
+                    if self.config.adaptive:
+                        self._learn(now)
+                    return
+                events = self._trip(now, None)
+            else:
+                events = self._finish_locked(permit, error, outcome, now, duration, current)
         self._emit(events)
+
+    def _finish_locked(self, permit: CircuitPermit, error: BaseException | None,
+                       outcome: bool | None, now: float, duration: float,
+                       current: bool) -> list[tuple[CircuitState, CircuitState]]:
+        if permit.probe and current and self._state is CircuitState.HALF_OPEN:
+            self._half_open_in_flight -= 1
+        if error is not None and outcome is False:
+            self.ignored += 1
+            return []
+        failed = outcome is True
+        threshold = self.config.slow_call_threshold
+        slow = not failed and threshold is not None and duration >= threshold
+        if failed:
+            self.failed += 1
+        else:
+            self.successful += 1
+            self.slow += slow
+        self._window.add(now, failed, slow)
+        if permit.probe and current and self._state is CircuitState.HALF_OPEN:
+            if failed or slow:
+                return self._trip(now, error)
+            self._half_open_successes += 1
+            if self._half_open_successes >= self.config.success_threshold:
+                self._trips = 0
+                return self._to(CircuitState.CLOSED)
+        elif self._state is CircuitState.CLOSED:
+            self._consecutive = self._consecutive + 1 if failed else 0
+            if self._should_trip(now):
+                return self._trip(now, error)
+            if self.config.adaptive:
+                self._learn(now)
+        return []
 
     def _release(self, permit: CircuitPermit) -> None:
         with self._lock:
@@ -757,6 +795,31 @@ def remove_circuit_breaker(name: str) -> CircuitBreaker | None:
 
 # -- the layer ------------------------------------------------------------------------------
 
+_LOCAL_ACQUIRE_ASYNC = CircuitBreaker.acquire_async
+
+
+class _Recheck:
+    """``ctx.state["circuit_recheck"]``: re-check the breaker for a call that waited in a
+    queue below; on rejection report it, give the permit back and raise."""
+
+    __slots__ = ("breaker", "permit", "request")
+
+    def __init__(self, request: ChatRequest, breaker: CircuitBreaker,
+                 permit: CircuitPermit) -> None:
+        self.request = request
+        self.breaker = breaker
+        self.permit = permit
+
+    def __call__(self) -> None:
+        try:
+            self.breaker.recheck(self.permit)
+        except CircuitBreakerOpenError as exc:
+            exc.provider = self.request.provider
+            self.request.context.event("circuit_rejected", breaker=self.breaker.name,
+                                       retry_after=exc.retry_after)
+            self.permit.release()
+            raise
+
 _ORDER = {CircuitState.CLOSED.value: 0, CircuitState.HALF_OPEN.value: 1,
           CircuitState.OPEN.value: 2}
 
@@ -793,10 +856,16 @@ class CircuitBreakerLayer(Layer):
         self.shared = shared
         self._factory = factory
         self.breakers: dict[str, AsyncBreaker] = {}
+        self._names: dict[tuple[str | None, str], str] = {}
 
     def breaker_for(self, request: ChatRequest) -> AsyncBreaker:
         """The breaker guarding ``request``'s provider and model (created on first use)."""
-        name = f"{request.provider or 'default'}/{request.model}"
+        key = (request.provider, request.model)
+        name = self._names.get(key)
+        if name is None:
+            name = f"{request.provider or 'default'}/{request.model}"
+            if len(self._names) < 4096:
+                self._names[key] = name
         breaker = self.breakers.get(name)
         if breaker is None:
             if self._factory is not None:
@@ -810,6 +879,9 @@ class CircuitBreakerLayer(Layer):
 
     async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest) -> BreakerPermit:
         try:
+            if (isinstance(breaker, CircuitBreaker)
+                    and type(breaker).acquire_async is _LOCAL_ACQUIRE_ASYNC):
+                return breaker.acquire()  # what acquire_async does, without a coroutine
             return await breaker.acquire_async()
         except CircuitBreakerOpenError as exc:
             if exc.provider is None:
@@ -818,47 +890,39 @@ class CircuitBreakerLayer(Layer):
                                   retry_after=exc.retry_after)
             raise
 
-    def _elapsed(self, request: ChatRequest, started: float, queued: float) -> float:
-        waited = float(request.context.state.get("queue_wait", 0.0)) - queued
+    def _elapsed(self, ctx: CallContext, started: float, queued: float) -> float:
+        waited = float(ctx.state.get("queue_wait", 0.0)) - queued
         return max(0.0, self.clock.now() - started - waited)
 
-    def _arm_recheck(self, request: ChatRequest, breaker: AsyncBreaker,
+    @staticmethod
+    def _arm_recheck(request: ChatRequest, ctx: CallContext, breaker: AsyncBreaker,
                      permit: BreakerPermit) -> None:
         """Let the limits below re-check the breaker after a call waited in their queue
         (``ctx.state["circuit_recheck"]``), so a call queued when the breaker opens is not
         sent to the failing provider."""
         if isinstance(permit, CircuitPermit) and isinstance(breaker, CircuitBreaker):
-            def recheck() -> None:
-                try:
-                    breaker.recheck(permit)
-                except CircuitBreakerOpenError as exc:
-                    exc.provider = request.provider
-                    request.context.event("circuit_rejected", breaker=breaker.name,
-                                          retry_after=exc.retry_after)
-                    permit.release()
-                    raise
-
-            request.context.state["circuit_recheck"] = recheck
-
-    @staticmethod
-    def _disarm(request: ChatRequest) -> None:
-        request.context.state.pop("circuit_recheck", None)
+            ctx.state["circuit_recheck"] = _Recheck(request, breaker, permit)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Call the inner handler through the request's breaker."""
         breaker = self.breaker_for(request)
         permit = await self._acquire(breaker, request)
         started = self.clock.now()
-        queued = float(request.context.state.get("queue_wait", 0.0))
-        self._arm_recheck(request, breaker, permit)
+        ctx = request.context
+        state = ctx.state
+        queued = float(state.get("queue_wait", 0.0))
+        self._arm_recheck(request, ctx, breaker, permit)
         try:
             response = await self.inner.chat(request)
         except BaseException as exc:
-            await _record(permit, exc, self._elapsed(request, started, queued))
+            state.pop("circuit_recheck", None)
+            await _record(permit, exc, self._elapsed(ctx, started, queued))
             raise
-        finally:
-            self._disarm(request)
-        await _record(permit, None, self._elapsed(request, started, queued))
+        state.pop("circuit_recheck", None)
+        if isinstance(permit, CircuitPermit):
+            permit.record(None, self._elapsed(ctx, started, queued))
+        else:
+            await _record(permit, None, self._elapsed(ctx, started, queued))
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
@@ -866,27 +930,32 @@ class CircuitBreakerLayer(Layer):
         breaker = self.breaker_for(request)
         permit = await self._acquire(breaker, request)
         started = self.clock.now()
-        queued = float(request.context.state.get("queue_wait", 0.0))
+        ctx = request.context
+        state = ctx.state
+        queued = float(state.get("queue_wait", 0.0))
         first: float | None = None
         ended = False
-        self._arm_recheck(request, breaker, permit)
+        self._arm_recheck(request, ctx, breaker, permit)
         try:
             async with aclosing(self.inner.stream(request)) as chunks:
                 async for chunk in chunks:
-                    if first is None:
-                        first = self._elapsed(request, started, queued)
-                        self._disarm(request)
+                    first = self._elapsed(ctx, started, queued)
+                    state.pop("circuit_recheck", None)
                     yield chunk
+                    # The first chunk is timed; pass the rest through without checks.
+                    async for chunk in chunks:
+                        yield chunk
+                    break
         except Exception as exc:
             ended = True
-            await _record(permit, exc, self._elapsed(request, started, queued))
+            await _record(permit, exc, self._elapsed(ctx, started, queued))
             raise
         else:
             ended = True
             await _record(permit, None,
-                          first if first is not None else self._elapsed(request, started, queued))
+                          first if first is not None else self._elapsed(ctx, started, queued))
         finally:
-            self._disarm(request)
+            state.pop("circuit_recheck", None)
             if not ended:
                 await _release(permit)
 

@@ -118,8 +118,15 @@ class FallbackLayer(Layer):
         return FallbackExhaustedError(f"every model failed ({names}): {last.message}",
                                       errors=errors, provider=last.provider, status=last.status)
 
+    def _passthrough(self, request: ChatRequest) -> bool:
+        """Whether the chain is just ``request`` without looking further (no fallback models
+        configured and none given per call): then the layer stays out of the way."""
+        return not self.models and "fallback_models" not in request.options
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Try each model of the chain until one answers."""
+        if self._passthrough(request):
+            return await self.inner.chat(request)
         chain = self.chain(request)
         errors: list[tuple[str, LLMError]] = []
         for index, attempt in enumerate(chain):
@@ -140,8 +147,16 @@ class FallbackLayer(Layer):
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        """Stream from each model of the chain until one delivers its first chunk."""
+    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+        """Stream from each model of the chain until one delivers its first chunk.
+
+        Without fallback models the inner stream is returned as it is (a one-model chain
+        would only re-raise its errors), so no generator is added per chunk."""
+        if self._passthrough(request):
+            return self.inner.stream(request)
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         chain = self.chain(request)
         errors: list[tuple[str, LLMError]] = []
         for index, attempt in enumerate(chain):

@@ -504,6 +504,8 @@ class RetryBudget:
 
     def on_success(self, acquired: int = 0) -> None:
         """A call succeeded; ``acquired`` is what its retries took (0: it needed none)."""
+        if not acquired and self._tokens >= self.capacity:
+            return  # already full: the refund would be capped away (the common case)
         with self._lock:
             self._tokens = min(self.capacity,
                                self._tokens + (acquired if acquired else self.success_refund))
@@ -609,7 +611,8 @@ class _Run:
         self.budget = budget
         self.metrics = metrics
         self.clock = clock
-        self.started = clock.now()
+        # Only a deadline needs the start time; skip the clock read otherwise.
+        self.started = clock.now() if config.deadline is not None else 0.0
         self.attempt = 0
         self.previous: float | None = None
         self.first_kind: ErrorKind | None = None
@@ -837,10 +840,15 @@ class RetryLayer(Layer):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Call the inner handler, retrying failures the strategy allows."""
         run = self._run(request)
+        ctx = request.context
+        deadline = run.config.deadline is not None
         while True:
-            attempt = self._begin(request, run)
+            attempt = run.attempt = run.attempt + 1
+            ctx.attempt = attempt
+            ctx.state["attempts"] = attempt
             try:
-                response = await self.inner.chat(self._attempt_request(request, run))
+                response = await self.inner.chat(
+                    self._attempt_request(request, run) if deadline else request)
             except Exception as exc:
                 delay = run.next_delay(exc)
                 if delay is None:
@@ -862,10 +870,13 @@ class RetryLayer(Layer):
                 async with aclosing(self.inner.stream(self._attempt_request(request, run))) \
                         as chunks:
                     async for chunk in chunks:
-                        if not committed:
-                            committed = True
-                            run.succeeded()  # the commit point: no retry after this
+                        committed = True
+                        run.succeeded()  # the commit point: no retry after this
                         yield chunk
+                        # Committed: pass the rest through without further checks.
+                        async for chunk in chunks:
+                            yield chunk
+                        break
             except Exception as exc:
                 if committed:
                     raise

@@ -254,6 +254,8 @@ def _ms(seconds: float | None) -> float | None:
 _Key = tuple[str, str]
 _OVERALL: _Key = ("all", "")
 _DIMENSIONS = ("model", "provider", "operation")
+_DIM_POSITION = {"model": 0, "provider": 1, "operation": 2}
+_Combo = tuple[str | None, str | None, str]
 
 
 class RollingStats:
@@ -275,7 +277,13 @@ class RollingStats:
         self.max_keys = max_keys
         self.clock = clock
         self.buckets = math.ceil(window / resolution)
-        self._data: deque[tuple[int, dict[_Key, _Agg], dict[str, int]]] = deque()
+        # Per bucket: (index, aggregates by key, names per dimension, combos). A call counts
+        # once, in the aggregate of its (model, provider, operation) combo, which remembers
+        # the keys (names folded as in ``_keys``) it is merged into when read; beyond
+        # ``4 * max_keys`` combos, calls are added to the keyed aggregates directly.
+        self._data: deque[tuple[int, dict[_Key, _Agg], dict[str, int],
+                                dict[_Combo, tuple[_Agg, list[_Key]]]]] = deque()
+        self._max_combos = 4 * max_keys
         self._lock = threading.Lock()
 
     def _evict(self, index: int) -> None:
@@ -287,34 +295,78 @@ class RollingStats:
     def record(self, rec: CallRecord) -> None:
         """Add one call to the current bucket."""
         index = math.floor(self.clock.now() / self.resolution)
-        duration_index = _sketch_index(rec.duration)
+        duration = rec.duration  # _sketch_index, inlined (once per call)
+        duration_index = (_ZERO if duration <= _TINY
+                          else math.ceil(math.log(duration) / _LOG_GAMMA))
         ttfc = rec.time_to_first_chunk
         ttfc_index = None if ttfc is None else _sketch_index(ttfc)
         cost = rec.cost
         if cost is not None and not isinstance(cost, Decimal):
             cost = Decimal(str(cost))
+        combo = (rec.model, rec.provider, rec.operation)
         with self._lock:
             data = self._data
             if not data or data[-1][0] != index:
                 self._evict(index)
-                data.append((index, {}, {}))
-            _, aggs, names = data[-1]
-            for key in (_OVERALL, ("model", rec.model), ("provider", rec.provider),
-                        ("operation", rec.operation)):
-                if key[1] is None:
-                    continue
-                agg = aggs.get(key)  # type: ignore[arg-type]
-                if agg is None:
-                    dim = key[0]
-                    if dim != "all":
-                        if names.get(dim, 0) >= self.max_keys:
-                            key = (dim, "_other")
-                            agg = aggs.get(key)
-                        else:
-                            names[dim] = names.get(dim, 0) + 1
-                    if agg is None:
-                        agg = aggs[key] = _Agg()  # type: ignore[index]
-                agg.add(rec, duration_index, ttfc_index, cost)
+                data.append((index, {}, {}, {}))
+            _, aggs, names, combos = data[-1]
+            entry = combos.get(combo)
+            if entry is None:
+                keys = self._keys(aggs, names, combo)
+                if len(combos) >= self._max_combos:
+                    for key in keys:
+                        agg = aggs.get(key)
+                        if agg is None:
+                            agg = aggs[key] = _Agg()
+                        agg.add(rec, duration_index, ttfc_index, cost)
+                    return
+                entry = combos[combo] = (_Agg(), keys)
+            entry[0].add(rec, duration_index, ttfc_index, cost)
+
+    def _keys(self, aggs: dict[_Key, _Agg], names: dict[str, int],
+              combo: _Combo) -> list[_Key]:
+        """The keys a call of ``combo`` (model, provider, operation) counts under in a bucket;
+        a name beyond ``max_keys`` in its dimension folds into ``"_other"``. Names are only
+        ever added to a bucket, so the answer holds for the rest of the bucket."""
+        model, provider, operation = combo
+        keys: list[_Key] = []
+        for key in (_OVERALL, ("model", model), ("provider", provider),
+                    ("operation", operation)):
+            if key[1] is None:
+                continue
+            dim = key[0]
+            if dim != "all" and key not in aggs and not self._known(combo, dim, key[1]):
+                if names.get(dim, 0) >= self.max_keys:
+                    key = (dim, "_other")
+                else:
+                    names[dim] = names.get(dim, 0) + 1
+            keys.append(key)  # type: ignore[arg-type]
+        return keys
+
+    def _known(self, combo: _Combo, dim: str, name: str) -> bool:
+        """Whether ``name`` already counts in ``dim`` of the current bucket through a combo."""
+        position = _DIM_POSITION[dim]
+        for other, (_, keys) in self._data[-1][3].items():
+            if other[position] == name and (dim, name) in keys:
+                return True
+        return False
+
+    @staticmethod
+    def _bucket_aggs(aggs: dict[_Key, _Agg],
+                     combos: dict[_Combo, tuple[_Agg, list[_Key]]]) -> dict[_Key, _Agg]:
+        """A bucket's aggregates by key: its keyed ones plus every combo merged in (fresh
+        objects; the stored ones are left as they are)."""
+        out: dict[_Key, _Agg] = {}
+        for key, part in aggs.items():
+            out[key] = total = _Agg()
+            total.merge(part)
+        for part, keys in combos.values():
+            for key in keys:
+                found = out.get(key)
+                if found is None:
+                    found = out[key] = _Agg()
+                found.merge(part)
+        return out
 
     @property
     def live_buckets(self) -> int:
@@ -332,17 +384,17 @@ class RollingStats:
         index = math.floor(now / self.resolution)
         with self._lock:
             self._evict(index)
-            buckets = list(self._data)
+            buckets = [(i, self._bucket_aggs(aggs, combos)) for i, aggs, _, combos in self._data]
             merged: dict[_Key, _Agg] = {}
-            for _, aggs, _ in buckets:
+            for _, aggs in buckets:
                 for key, part in aggs.items():
                     total = merged.get(key)
                     if total is None:
                         total = merged[key] = _Agg()
                     total.merge(part)
-            per_bucket = {i: aggs.get(_OVERALL) for i, aggs, _ in buckets}
+            per_bucket = {i: aggs.get(_OVERALL) for i, aggs in buckets}
             per_model = {i: {k[1]: a for k, a in aggs.items() if k[0] == "model"}
-                         for i, aggs, _ in buckets}
+                         for i, aggs in buckets}
             # Seconds covered: from the oldest live bucket (or the window) up to now.
             first = buckets[0][0] if buckets else index
             covered = max(self.resolution, now - first * self.resolution)

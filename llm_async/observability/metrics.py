@@ -194,6 +194,8 @@ def genai_metrics(meter_provider: MeterProvider | None = None,
     so callers skip recording at no cost. The first call for a provider also registers the
     seed's observable instruments on it (:func:`register_seed_metrics`).
     """
+    if meter_provider is None and (not HAVE_OTEL_METRICS or _global_unset()):
+        return None  # the per-call fast path without an SDK (what _resolve would find)
     provider = _resolve(meter_provider)
     if provider is None:
         return None

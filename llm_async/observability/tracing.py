@@ -333,6 +333,8 @@ def _output_type(response_format: Any) -> str | None:
 
 # -- the layer ----------------------------------------------------------------------------------
 
+_COST_TYPES = (Decimal, float, int)
+
 
 class _Outcome:
     """What a successful call produced, read from a response or from a stream's chunks."""
@@ -356,9 +358,18 @@ class _Outcome:
 
     @classmethod
     def of_response(cls, response: ChatResponse) -> _Outcome:
-        return cls(model=response.model, id=response.id, finish_reason=response.finish_reason,
-                   usage=response.usage, cost=response.cost, cache_hit=response.cache_hit,
-                   request_id=response.request_id, response=response)
+        # Once per unary call: fill the slots directly (no keyword binding).
+        self = cls.__new__(cls)
+        self.model = response.model
+        self.id = response.id
+        self.finish_reason = response.finish_reason
+        self.usage = response.usage
+        self.cost = response.cost
+        self.cache_hit = response.cache_hit
+        self.request_id = response.request_id
+        self.response = response
+        self.assembler = None
+        return self
 
     def output_messages(self) -> str:
         if self.response is not None:
@@ -370,18 +381,17 @@ class _Outcome:
 
 
 class _Call:
-    """The state of one traced call."""
+    """The state of one traced call; also its ``CallContext`` listener (``__call__``)."""
 
-    __slots__ = ("cache_hit", "ctx", "dedup", "fallbacks", "metric_attrs", "rejections",
-                 "request", "retries", "span", "started", "ttfc")
+    __slots__ = ("cache_hit", "ctx", "dedup", "fallbacks", "rejections", "request", "retries",
+                 "span", "started", "ttfc")
 
     def __init__(self, request: ChatRequest, ctx: CallContext, span: Span | None,
-                 started: float, metric_attrs: dict[str, Any]) -> None:
+                 started: float) -> None:
         self.request = request
         self.ctx = ctx
         self.span = span
         self.started = started
-        self.metric_attrs = metric_attrs
         self.ttfc: float | None = None
         self.retries = 0
         self.fallbacks = 0
@@ -404,6 +414,8 @@ class _Call:
         span = self.span
         if span is not None:
             span.add_event(name, event_attributes(attributes))
+
+    __call__ = on_event
 
 
 class TracingLayer(Layer):
@@ -437,6 +449,8 @@ class TracingLayer(Layer):
         self.operation = operation
         self.clock = clock
         self.servers: dict[str, tuple[str, int]] = {}
+        # The span/metric attributes common to every call of a (provider, model), built once.
+        self._bases: dict[tuple[str | None, str], dict[str, Any]] = {}
         for provider, url in (endpoints or {}).items():
             endpoint = server_endpoint(url)
             if endpoint is not None:
@@ -446,24 +460,36 @@ class TracingLayer(Layer):
 
     # -- start / finish ---------------------------------------------------------------------
 
+    def _base(self, request: ChatRequest) -> dict[str, Any]:
+        """The attributes every span and metric point of ``request``'s provider and model
+        carry (cached; never mutate the result)."""
+        key = (request.provider, request.model)
+        base = self._bases.get(key)
+        if base is None:
+            provider = request.provider or "_OTHER"
+            base = {
+                "gen_ai.operation.name": self.operation,
+                "gen_ai.provider.name": provider,
+                "gen_ai.request.model": request.model,
+            }
+            server = self.servers.get(provider)
+            if server is not None:
+                base["server.address"], base["server.port"] = server
+            if len(self._bases) >= 1024:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
+
     def _start(self, request: ChatRequest, *, stream: bool) -> _Call:
-        provider = request.provider or "_OTHER"
-        base: dict[str, Any] = {
-            "gen_ai.operation.name": self.operation,
-            "gen_ai.provider.name": provider,
-            "gen_ai.request.model": request.model,
-        }
-        server = self.servers.get(provider)
-        if server is not None:
-            base["server.address"], base["server.port"] = server
         span = None
         tracer = _tracer_for(self.tracer_provider)
         if tracer is not None:
-            span = tracer.start_span(f"{self.operation} {request.model}", kind=SpanKind.CLIENT,
-                                     attributes=self._request_attributes(request, base, stream))
+            span = tracer.start_span(
+                f"{self.operation} {request.model}", kind=SpanKind.CLIENT,
+                attributes=self._request_attributes(request, self._base(request), stream))
         ctx = request.context
-        call = _Call(request, ctx, span, self.clock.now(), base)
-        ctx.listeners.append(call.on_event)
+        call = _Call(request, ctx, span, self.clock.now())
+        ctx.listeners.append(call)
         self.observability.call_started()
         return call
 
@@ -498,8 +524,12 @@ class TracingLayer(Layer):
         if duration < 0.0:
             duration = 0.0
         ctx = call.ctx
-        with contextlib.suppress(ValueError):
-            ctx.listeners.remove(call.on_event)
+        listeners = ctx.listeners
+        if listeners and listeners[-1] is call:
+            listeners.pop()
+        else:
+            with contextlib.suppress(ValueError):
+                listeners.remove(call)
         etype = None if error is None else error_type(error)
         status: Any = "ok" if error is None else ("cancelled" if etype == "cancelled" else "error")
         cache_hit = call.cache_hit or ctx.cache_hit or bool(outcome and outcome.cache_hit)
@@ -519,20 +549,19 @@ class TracingLayer(Layer):
                            cost, cache_hit, stream, completed)
         metrics = genai_metrics(self.meter_provider, self.observability)
         if metrics is not None:
-            attrs = call.metric_attrs
+            attrs = self._base(call.request)
             if outcome is not None and outcome.model:
                 attrs = {**attrs, "gen_ai.response.model": outcome.model}
             metrics.record(attrs, duration=duration, error_type=etype,
                            input_tokens=input_tokens, output_tokens=output_tokens,
                            time_to_first_chunk=ttfc)
         request = call.request
+        # Positional: the fields of CallRecord in order (cheaper than keywords per call).
         self.observability.call_finished(CallRecord(
-            operation=self.operation, model=request.model, provider=request.provider,
-            duration=duration, status=status, error_type=etype, time_to_first_chunk=ttfc,
-            input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
-            cost=cost if isinstance(cost, Decimal | float | int) else None,
-            cache_hit=cache_hit, retries=call.retries, dedup_joined=call.dedup,
-            fallbacks=call.fallbacks, rejections=call.rejections, stream=stream,
+            self.operation, request.model, request.provider, duration, status, etype, ttfc,
+            input_tokens or 0, output_tokens or 0,
+            cost if isinstance(cost, _COST_TYPES) else None,
+            cache_hit, call.retries, call.dedup, call.fallbacks, call.rejections, stream,
         ))
         if logger.isEnabledFor(logging.DEBUG):
             self._log(call, outcome, etype, duration, input_tokens, output_tokens, cost,
@@ -647,8 +676,24 @@ class TracingLayer(Layer):
         completed = False
         try:
             async with aclosing(self.inner.stream(request)) as chunks:
+                if span_context is None:
+                    # No span to make current: a plain loop, the same bookkeeping.
+                    async for chunk in chunks:
+                        if call.ttfc is None:
+                            call.ttfc = max(0.0, clock.now() - call.started)
+                        if model is None:
+                            model = chunk.model
+                        if response_id is None:
+                            response_id = chunk.id
+                        if chunk.finish_reason is not None:
+                            finish_reason = chunk.finish_reason
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        if assembler is not None:
+                            assembler.add(chunk)
+                        yield chunk
                 iterator = chunks.__aiter__()
-                while True:
+                while span_context is not None:
                     token = None if span_context is None else _otel_context.attach(span_context)
                     try:
                         chunk = await iterator.__anext__()
