@@ -39,11 +39,12 @@ import asyncio
 import calendar
 import enum
 import hashlib
+import itertools
 import json
 import logging
+import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
@@ -57,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..domain.ports import Handler, Layer
 from ..errors import BudgetExceededError, InvalidRequestError, LLMError
-from ..types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Usage
+from ..types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, Usage
 from .pricing import ModelPrice, PricingCatalog, get_pricing_catalog, plain, to_decimal
 from .tokens import TokenEstimator, get_token_estimator
 
@@ -115,6 +116,11 @@ def from_nano(amount: int) -> Decimal:
 
 
 def _quantize(amount: Decimal) -> Decimal:
+    sign, digits, exponent = amount.as_tuple()
+    if not sign and isinstance(exponent, int) and (
+            exponent == 0 or (-9 <= exponent < 0 and digits[-1])):
+        # Already a whole number of nano-dollars in plain form: rounding changes nothing.
+        return amount
     return from_nano(to_nano(amount))
 
 
@@ -128,6 +134,28 @@ def _calls(n: int) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Unique ids for records and reservations without a system call per call: 64 random bits drawn
+# once per process (again in a forked child) followed by a per-process counter, as 32 hex digits
+# (the shape of ``uuid4().hex``). Unique across processes and machines sharing a ledger.
+_id_prefix = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_id() -> str:
+    """A unique 32-hex-digit id (cheap: no system call)."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,6 +178,29 @@ def period_window(period: BudgetPeriod, now: datetime) -> tuple[str, datetime | 
 
     Keys: ``2026-11-24`` (daily), ``2026-W48`` (ISO week), ``2026-11`` (monthly), ``all``.
     """
+    if period is BudgetPeriod.TOTAL:
+        return "all", None, None
+    if now.tzinfo is not None:
+        cached = _windows.get(period)
+        if cached is not None and cached[1] <= now < cached[2]:
+            return cached
+    return _compute_window(period, now)
+
+
+# The current window of each period, recomputed only when the clock leaves it.
+_windows: dict[BudgetPeriod, tuple[str, datetime, datetime]] = {}
+
+
+def _compute_window(period: BudgetPeriod, now: datetime) -> tuple[str, datetime | None,
+                                                                   datetime | None]:
+    key, start, end = _window(period, now)
+    if start is not None and end is not None:
+        _windows[period] = (key, start, end)
+    return key, start, end
+
+
+def _window(period: BudgetPeriod, now: datetime) -> tuple[str, datetime | None,
+                                                           datetime | None]:
     now = now.astimezone(UTC)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if period is BudgetPeriod.DAILY:
@@ -163,6 +214,26 @@ def period_window(period: BudgetPeriod, now: datetime) -> tuple[str, datetime | 
         days = calendar.monthrange(start.year, start.month)[1]
         return start.strftime("%Y-%m"), start, start + timedelta(days=days)
     return "all", None, None
+
+
+_PERIODS: tuple[BudgetPeriod, ...] = tuple(BudgetPeriod)
+# ``(day start, day end, ((period, window key), ...))`` of the current UTC day: weeks and months
+# start at midnight too, so every period's window key is fixed within one day.
+_day_keys: tuple[datetime, datetime, tuple[tuple[str, str], ...]] | None = None
+
+
+def _windows_of(when: datetime) -> tuple[tuple[str, str], ...]:
+    """``((period, window key), ...)`` of every period at ``when``."""
+    global _day_keys
+    cached = _day_keys
+    if cached is not None and when.tzinfo is not None and cached[0] <= when < cached[1]:
+        return cached[2]
+    keys = tuple((p.value, period_window(p, when)[0]) for p in _PERIODS)
+    if when.tzinfo is not None:
+        _, start, end = _window(BudgetPeriod.DAILY, when)
+        if start is not None and end is not None:
+            _day_keys = (start, end, keys)
+    return keys
 
 
 class BudgetConfig(BaseModel):
@@ -259,7 +330,7 @@ class UsageRecord(_Mapping):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_id)
     timestamp: datetime = Field(default_factory=_utcnow)
     provider: str | None = None
     model: str
@@ -298,6 +369,21 @@ class UsageRecord(_Mapping):
                      cache_read_tokens=self.cache_read_tokens,
                      cache_write_tokens=self.cache_write_tokens,
                      reasoning_tokens=self.reasoning_tokens)
+
+
+_RECORD_FIELDS = frozenset(UsageRecord.model_fields)
+
+
+def _trusted_record(**values: Any) -> UsageRecord:
+    """A :class:`UsageRecord` from values that already have their fields' types (every field
+    given), without re-validating them (what ``model_construct`` does, minus its defaults
+    handling)."""
+    record = UsageRecord.__new__(UsageRecord)
+    object.__setattr__(record, "__dict__", values)
+    object.__setattr__(record, "__pydantic_fields_set__", set(_RECORD_FIELDS))
+    object.__setattr__(record, "__pydantic_extra__", None)
+    object.__setattr__(record, "__pydantic_private__", None)
+    return record
 
 
 class CostMetrics(_Mapping):
@@ -420,8 +506,16 @@ class Counter:
     unpriced: int = 0
 
     def add(self, other: Counter) -> None:
-        for name in COUNTER_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost += other.cost
+        self.requests += other.requests
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.cache_hits += other.cache_hits
+        self.estimated += other.estimated
+        self.unpriced += other.unpriced
 
     @classmethod
     def of(cls, record: UsageRecord) -> Counter:
@@ -567,15 +661,30 @@ class MemoryLedger:
 
     def commit(self, record: UsageRecord, counters: Sequence[CounterKey],
                reservation_id: str | None, watch: Sequence[CounterKey]) -> list[int]:
-        inc = Counter.of(record)
+        cost = to_nano(record.cost) if record.cost is not None else 0
+        inp, out = record.input_tokens, record.output_tokens
+        cread, cwrite = record.cache_read_tokens, record.cache_write_tokens
+        reasoning, hit = record.reasoning_tokens, int(record.cache_hit)
+        estimated, unpriced = int(record.estimated), int(record.cost is None)
         with self._lock:
             if reservation_id is not None:
                 self._drop(reservation_id)
+            table = self._counters
             for key in counters:
-                counter = self._counters.get(key)
+                counter = table.get(key)
                 if counter is None:
-                    counter = self._counters[key] = Counter()
-                counter.add(inc)
+                    counter = table[key] = Counter()
+                # Counter.of(record) added field by field (the hot path of every call).
+                counter.cost += cost
+                counter.requests += 1
+                counter.input_tokens += inp
+                counter.output_tokens += out
+                counter.cache_read_tokens += cread
+                counter.cache_write_tokens += cwrite
+                counter.reasoning_tokens += reasoning
+                counter.cache_hits += hit
+                counter.estimated += estimated
+                counter.unpriced += unpriced
             self._records.append(record)
             return [self._counters[k].cost if k in self._counters else 0 for k in watch]
 
@@ -662,7 +771,7 @@ class CostManager:
         reservation_ttl: float = 3600.0,
     ) -> None:
         self.backend: Ledger = backend if backend is not None else MemoryLedger()  # type: ignore[assignment]
-        self.pricing = pricing if pricing is not None else get_pricing_catalog()
+        self._pricing = pricing
         self.estimator = estimator if estimator is not None else get_token_estimator()
         self.now = now
         self.reservation_ttl = reservation_ttl
@@ -671,6 +780,19 @@ class CostManager:
         self._lock = threading.Lock()
         self._stats = {"soft_limit_crossings": 0, "limit_reached": 0, "rejections": 0,
                        "reservations": 0, "released": 0}
+
+    @property
+    def pricing(self) -> PricingCatalog:
+        """The pricing catalogue (the process-wide one, loaded on first use, unless one was
+        passed)."""
+        pricing = self._pricing
+        if pricing is None:
+            pricing = self._pricing = get_pricing_catalog()
+        return pricing
+
+    @pricing.setter
+    def pricing(self, value: PricingCatalog) -> None:
+        self._pricing = value
 
     # -- configuration -------------------------------------------------------------------
 
@@ -731,6 +853,8 @@ class CostManager:
 
     def _applicable(self, user_id: str | None, project_id: str | None,
                     model: str) -> list[tuple[str, BudgetConfig]]:
+        if not self._budgets:
+            return []
         with self._lock:
             return [(n, b) for n, b in self._budgets.items()
                     if b.applies(user_id, project_id, model)]
@@ -749,9 +873,9 @@ class CostManager:
         if record.project_id is not None:
             dims.append(("project", record.project_id))
         keys: list[CounterKey] = []
-        for period in BudgetPeriod:
-            window, _, _ = period_window(period, record.timestamp)
-            keys.extend((period.value, window, d, v) for d, v in dims)
+        for name, window in _windows_of(record.timestamp):
+            for d, v in dims:
+                keys.append((name, window, d, v))
         return keys
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -771,11 +895,14 @@ class CostManager:
 
     def _plan_reservation(self, amount: Decimal, user_id: str | None, project_id: str | None,
                           model: str) -> tuple[list[BudgetCheck], str]:
+        hard = [(name, config) for name, config in self._applicable(user_id, project_id, model)
+                if config.hard_limit]
+        if not hard:
+            return [], ""
         now = self.now()
         checks = [BudgetCheck(name, self._key(config, now), to_nano(config.limit))
-                  for name, config in self._applicable(user_id, project_id, model)
-                  if config.hard_limit]
-        return checks, uuid.uuid4().hex
+                  for name, config in hard]
+        return checks, new_id()
 
     def _reserve_result(self, result: ReserveResult, amount: Decimal, rid: str,
                         checks: list[BudgetCheck]) -> Reservation:
@@ -893,10 +1020,12 @@ class CostManager:
                           cache_read_tokens=cache_read_tokens,
                           cache_write_tokens=cache_write_tokens,
                           reasoning_tokens=reasoning_tokens)
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "reasoning_tokens"):
-            if getattr(usage, name) < 0:
-                raise InvalidRequestError(f"{name} must be >= 0", field=name)
+        if min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+               usage.cache_write_tokens, usage.reasoning_tokens) < 0:
+            for name in ("input_tokens", "output_tokens", "cache_read_tokens",
+                         "cache_write_tokens", "reasoning_tokens"):
+                if getattr(usage, name) < 0:
+                    raise InvalidRequestError(f"{name} must be >= 0", field=name)
         if usage.cache_read_tokens + usage.cache_write_tokens > usage.input_tokens:
             raise InvalidRequestError(
                 "cache_read_tokens + cache_write_tokens cannot exceed input_tokens "
@@ -909,8 +1038,25 @@ class CostManager:
         else:
             computed = self.cost_of(model, usage, provider=provider, images=images)
         billed = pcost if pcost is not None else computed
+        timestamp = self.now()
+        if (isinstance(timestamp, datetime) and type(model) is str and type(images) is int
+                and type(prefix_tokens) is int and type(estimated) is bool
+                and type(cache_hit) is bool and (reserved is None or type(reserved) is Decimal)
+                and all(v is None or type(v) is str for v in (
+                    provider, user_id, project_id, prompt_hash, prefix_hash, request_id))):
+            # Every value already has its field's type (the usual case, and the cost layer's):
+            # skip re-validating them.
+            return _trusted_record(
+                id=new_id(), timestamp=timestamp, provider=provider, model=model,
+                user_id=user_id, project_id=project_id, input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens, cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens, images=images, cost=billed,
+                computed_cost=computed, provider_cost=pcost, reserved=reserved,
+                estimated=estimated, cache_hit=cache_hit, prompt_hash=prompt_hash,
+                prefix_hash=prefix_hash, prefix_tokens=prefix_tokens, request_id=request_id)
         return UsageRecord(
-            timestamp=self.now(), provider=provider, model=model, user_id=user_id,
+            timestamp=timestamp, provider=provider, model=model, user_id=user_id,
             project_id=project_id, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens, cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
@@ -1314,9 +1460,32 @@ def _log_task_error(task: asyncio.Future[Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _digest(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def _message_key(message: Message) -> str:
+    """A canonical text of one message: ``role`` and text for a plain text message (the usual
+    case, no encoding needed), its sorted JSON otherwise."""
+    if (type(message.content) is str and message.name is None and message.tool_calls is None
+            and message.tool_call_id is None):
+        return f"{message.role}\x1f{message.content}"
+    return json.dumps(message.model_dump(exclude_none=True), sort_keys=True, default=str)
+
+
+def _prompt_hashes(request: ChatRequest) -> tuple[str, str | None]:
+    """``(prompt_hash, prefix_hash)``: fingerprints of the model with the whole conversation
+    (and tools), and with every message but the last (``None`` for a single message)."""
+    keys = [_message_key(m) for m in request.messages]
+    head = hashlib.sha256(f"{request.model}\x1e".encode())
+    for key in keys[:-1]:
+        head.update(key.encode())
+        head.update(b"\x1e")
+    prefix_hash = head.hexdigest()[:32] if len(keys) > 1 else None
+    whole = head.copy()
+    if keys:
+        whole.update(keys[-1].encode())
+    whole.update(b"\x1d")
+    if request.tools:
+        whole.update(json.dumps([t.model_dump() for t in request.tools], sort_keys=True,
+                                default=str).encode())
+    return whole.hexdigest()[:32], prefix_hash
 
 
 @dataclass(slots=True)
@@ -1334,11 +1503,13 @@ class _Plan:
 class CostLayer(Layer):
     """Reserves a call's worst-case cost, sends it, and bills its real cost.
 
-    Before sending: the input tokens are counted offline (exactly when a local tokenizer knows
-    the model), the worst case is that input (times ``input_margin`` when estimated) plus
-    ``max_tokens`` of output (``default_max_tokens`` when the request sets none) at the dearest
-    price among the model and its fallbacks; it is reserved on every hard budget the call falls
-    under, or :class:`~llm_async.errors.BudgetExceededError` is raised and nothing is sent.
+    Before sending: the input tokens are counted offline (by the calibrated heuristic; exactly
+    when the manager's estimator opted in with ``TokenEstimator(use_exact=True)`` and a local
+    tokenizer knows the model), the worst case is that input (times ``input_margin`` when
+    estimated) plus ``max_tokens`` of output (``default_max_tokens`` when the request sets
+    none) at the dearest price among the model and its fallbacks; it is reserved on every hard
+    budget the call falls under, or :class:`~llm_async.errors.BudgetExceededError` is raised
+    and nothing is sent.
     With ``cap_output=True`` a request without ``max_tokens`` is sent with
     ``max_tokens=default_max_tokens``, which makes the worst case a true bound.
 
@@ -1395,10 +1566,7 @@ class CostLayer(Layer):
                          if len(request.messages) > 1 else 0)
         images = sum(isinstance(p, ImagePart) for m in request.messages
                      if isinstance(m.content, list) for p in m.content)
-        messages = [m.model_dump(exclude_none=True) for m in request.messages]
-        prompt_hash = _digest([request.model, messages, request.tools and
-                               [t.model_dump() for t in request.tools]])
-        prefix_hash = _digest([request.model, messages[:-1]]) if len(messages) > 1 else None
+        prompt_hash, prefix_hash = _prompt_hashes(request)
         margin = (Decimal(1) if estimator.is_exact(request.model, wait=False)
                   else self.input_margin)
         reserved_in = int((Decimal(input_tokens) * margin).to_integral_value()) + 16
@@ -1494,11 +1662,14 @@ class CostLayer(Layer):
             await self._release(reservation)
             raise
         ctx = request.context
+        cache_hit = response.cache_hit or ctx.cache_hit
+        usage = response.usage
+        # The reply's text is only needed to estimate output tokens the provider did not report.
+        text = (response.text + "".join(t.function.arguments for t in response.tool_calls)
+                if not cache_hit and (usage is None or usage.total_tokens == 0) else "")
         record = await self._settle(
-            request, plan, reservation, usage=response.usage,
-            provider_cost=response.provider_cost,
-            cache_hit=response.cache_hit or ctx.cache_hit, model=self._billed_model(request),
-            text=response.text + "".join(t.function.arguments for t in response.tool_calls),
+            request, plan, reservation, usage=usage, provider_cost=response.provider_cost,
+            cache_hit=cache_hit, model=self._billed_model(request), text=text,
             request_id=response.request_id or response.id or None)
         return response.model_copy(update={"cost": record.cost,
                                            "cost_estimated": record.estimated})

@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,10 @@ logger = logging.getLogger("llm_async.cost")
 
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
+# Bills are computed with 50 significant digits (exact for any realistic usage), through this
+# context's methods rather than a ``localcontext()`` per call.
+_CTX = Context(prec=50, rounding=ROUND_HALF_EVEN)
+_ONE = Decimal(1)
 
 #: Snapshot suffixes stripped when looking a model up: ``-2024-08-06``, ``-20241022``, ``-0613``,
 #: ``-latest``.
@@ -86,10 +90,6 @@ def plain(amount: Decimal) -> Decimal:
     if value.as_tuple().exponent > 0:  # type: ignore[operator]
         value = value.quantize(Decimal(1))
     return value
-
-
-def _per_token(tokens: int, price_per_million: Decimal) -> Decimal:
-    return Decimal(tokens) * price_per_million / MILLION
 
 
 class _Priced(BaseModel):
@@ -163,34 +163,46 @@ class ModelPrice(_Priced):
     def cost(self, usage: Usage, *, images: int = 0) -> Decimal:
         """The exact bill of one call with this usage (uncached, cache-read, cache-write,
         output and reasoning tokens each at their own price, plus the fees)."""
-        with localcontext() as ctx:
-            ctx.prec = 50
-            inp, cached, write, out, reasoning = self._rates(usage.input_tokens)
-            reasoning_tokens = min(usage.reasoning_tokens, usage.output_tokens)
-            total = (
-                _per_token(usage.uncached_input_tokens, inp)
-                + _per_token(usage.cache_read_tokens, cached)
-                + _per_token(usage.cache_write_tokens, write)
-                + _per_token(usage.output_tokens - reasoning_tokens, out)
-                + _per_token(reasoning_tokens, reasoning)
-                + self.per_request
-                + self.per_image * images
-            )
-            return plain(total) if total else ZERO
+        inp, cached, write, out, reasoning = self._rates(usage.input_tokens)
+        reasoning_tokens = min(usage.reasoning_tokens, usage.output_tokens)
+        add = _CTX.add
+        total = ZERO
+        # Buckets with no tokens add exactly nothing, so they are skipped.
+        for tokens, rate in ((usage.uncached_input_tokens, inp),
+                             (usage.cache_read_tokens, cached),
+                             (usage.cache_write_tokens, write),
+                             (usage.output_tokens - reasoning_tokens, out),
+                             (reasoning_tokens, reasoning)):
+            if tokens:
+                total = add(total, _exact_per_token(tokens, rate))
+        total = add(total, self.per_request)
+        if images:
+            total = add(total, _CTX.multiply(self.per_image, images))
+        return _plain50(total) if total else ZERO
 
     def worst_case(self, input_tokens: int, output_tokens: int, *, images: int = 0) -> Decimal:
         """The most a call can cost: every input token uncached (or written to the cache, if
         that is dearer) and every output token at the dearer of the output and reasoning prices."""
-        with localcontext() as ctx:
-            ctx.prec = 50
-            inp, _cached, write, out, reasoning = self._rates(input_tokens)
-            total = (
-                _per_token(input_tokens, max(inp, write))
-                + _per_token(output_tokens, max(out, reasoning))
-                + self.per_request
-                + self.per_image * images
-            )
-            return plain(total) if total else ZERO
+        inp, _cached, write, out, reasoning = self._rates(input_tokens)
+        add = _CTX.add
+        total = add(_exact_per_token(input_tokens, max(inp, write)),
+                    _exact_per_token(output_tokens, max(out, reasoning)))
+        total = add(total, self.per_request)
+        if images:
+            total = add(total, _CTX.multiply(self.per_image, images))
+        return _plain50(total) if total else ZERO
+
+
+def _exact_per_token(tokens: int, price_per_million: Decimal) -> Decimal:
+    return _CTX.divide(_CTX.multiply(Decimal(tokens), price_per_million), MILLION)
+
+
+def _plain50(amount: Decimal) -> Decimal:
+    """:func:`plain` in the 50-digit context."""
+    value = amount.normalize(_CTX)
+    if value.as_tuple().exponent > 0:  # type: ignore[operator]
+        value = value.quantize(_ONE, context=_CTX)
+    return value
 
 
 def _normalise(model: str) -> str:
@@ -200,6 +212,10 @@ def _normalise(model: str) -> str:
         if stripped == name:
             return name
         name = stripped
+
+
+_FREE_NOTE = "OpenRouter :free variant"
+_CACHE_SIZE = 4096
 
 
 class PricingCatalog:
@@ -219,6 +235,8 @@ class PricingCatalog:
         self._by_model: dict[str, ModelPrice] = {}
         self._providers: set[str] = set()
         self._warned: set[tuple[str | None, str]] = set()
+        # Lookup results by (model, provider), dropped whenever an entry changes.
+        self._cache: dict[tuple[str, str | None], ModelPrice | None] = {}
         for price in prices:
             self.add(price)
 
@@ -331,6 +349,7 @@ class PricingCatalog:
                 *(o.lower() for o in price.openrouter)}
 
     def _index_price(self, price: ModelPrice) -> None:
+        self._cache.clear()
         self._providers.add(price.provider)
         if price.openrouter:
             self._providers.add("openrouter")
@@ -342,6 +361,7 @@ class PricingCatalog:
             self._by_model.setdefault(ident.lower(), price)
 
     def _rebuild(self) -> None:
+        self._cache.clear()
         self._index.clear()
         self._by_model.clear()
         self._providers.clear()
@@ -368,8 +388,18 @@ class PricingCatalog:
 
     def lookup(self, model: str, provider: str | None = None) -> ModelPrice | None:
         """The price of ``model`` as served by ``provider``, or ``None`` when unknown."""
+        key = (model, provider)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
         with self._lock:
-            return self._lookup(model, provider)
+            found = self._lookup(model, provider)
+            if not (found is not None and found.notes == _FREE_NOTE):
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = found
+            return found
 
     def _lookup(self, model: str, provider: str | None) -> ModelPrice | None:
         name = model.strip().lower()
@@ -401,7 +431,7 @@ class PricingCatalog:
                 provider="openrouter", model=model, input=ZERO, output=ZERO,
                 source="OpenRouter ':free' variants are free of charge",
                 as_of=found.as_of if found is not None else date.today(),
-                notes="OpenRouter :free variant",
+                notes=_FREE_NOTE,
             )
         return found
 

@@ -3,15 +3,16 @@
 Budgets reserve a call's worst-case cost *before* it is sent, so the input must be counted
 without asking the provider. :class:`TokenEstimator` does it two ways:
 
-* **exactly**, when a tokenizer and its data are already on this machine: the ``bpe-openai``
-  package (it embeds OpenAI's ``o200k_base`` and ``cl100k_base`` tables; ``pip install
-  llm_async[tokens]``), or ``tiktoken`` when its encoding file is already in its local cache.
-  Nothing is ever downloaded: a tokenizer whose data is missing is skipped;
-* **by estimation** otherwise: the text is split the way byte-pair tokenizers pre-split it
-  (words, digit groups of up to three, punctuation runs, whitespace runs, CJK characters), and
-  each piece is costed with rules calibrated against ``o200k_base`` and ``cl100k_base``. The
-  error on a sample of texts is measured by the test suite and documented in
-  ``docs/cost/04-tokens.md``.
+* **exactly**, when you opt in (``TokenEstimator(use_exact=True)``) and a tokenizer and its
+  data are already on this machine: the ``bpe-openai`` package (it embeds OpenAI's
+  ``o200k_base`` and ``cl100k_base`` tables; ``pip install llm_async[tokens]``), or
+  ``tiktoken`` when its encoding file is already in its local cache. Nothing is ever
+  downloaded: a tokenizer whose data is missing is skipped;
+* **by estimation** otherwise (the default): the text is split the way byte-pair tokenizers
+  pre-split it (words, digit groups of up to three, punctuation runs, whitespace runs, CJK
+  characters), and each piece is costed with rules calibrated against ``o200k_base`` and
+  ``cl100k_base``. The error on a sample of texts is measured by the test suite and
+  documented in ``docs/cost/04-tokens.md``.
 
 Exact counts exist only for OpenAI's tokenizers; other providers' models (Claude, Gemini) are
 estimated with the ``o200k`` profile. Chat requests add a few tokens per message
@@ -20,6 +21,7 @@ estimated with the ``o200k`` profile. Chat requests add a few tokens per message
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -106,6 +108,7 @@ _TIKTOKEN_BLOBS = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def encoding_for_model(model: str | None) -> str:
     """The tokenizer family of ``model`` (``o200k_base`` unless it is an older OpenAI model).
 
@@ -154,6 +157,12 @@ def _script(ch: str) -> str:
 
 
 def _ascii_tokens(word: str, p: _Profile) -> float:
+    if len(word) == 1 or word[1:].islower() or word.isupper():
+        # One camel-case part (``hello``, ``Hello``, ``HELLO``): the common case, costed
+        # exactly as the general path below would.
+        n = len(word)
+        return 1.0 + (n - p.ascii_word_free) / p.ascii_word_chars if n > p.ascii_word_free \
+            else 1.0
     total = 0.0
     for part in _CAMEL_RE.findall(word):
         n = len(part)
@@ -226,6 +235,23 @@ def _heuristic(text: str, p: _Profile) -> int:
     return max(1, round(total))
 
 
+#: Texts up to this long have their estimate memoised (bounded: at most _MEMO_SIZE entries), so
+#: the system prompt and history resent with every turn of a chat are costed once.
+_MEMO_MAX_CHARS = 2048
+_MEMO_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE)
+def _memo_heuristic(text: str, encoding: str) -> int:
+    return _heuristic(text, _PROFILES[encoding])
+
+
+def _estimate(text: str, encoding: str) -> int:
+    if len(text) <= _MEMO_MAX_CHARS:
+        return _memo_heuristic(text, encoding)
+    return _heuristic(text, _PROFILES[encoding])
+
+
 def _tiktoken_cached(encoding: str) -> bool:
     """Whether tiktoken's file for ``encoding`` is already in its local cache."""
     blob = _TIKTOKEN_BLOBS.get(encoding)
@@ -265,14 +291,18 @@ def _load_exact(encoding: str) -> Callable[[str], int] | None:
 
 
 class TokenEstimator:
-    """Counts tokens of texts and chat requests: exactly when a local tokenizer can, else by
-    the calibrated heuristic.
+    """Counts tokens of texts and chat requests with the calibrated offline heuristic, or
+    exactly when you opt in.
 
-    ``use_exact=False`` forces the heuristic (the tests measure its error that way).
-    ``exact`` maps an encoding name to a counting function, to plug in a tokenizer of your own.
+    By default (``use_exact=False``) every count is the heuristic's: nothing is loaded, and the
+    cost layer reserves the input with its safety margin. ``use_exact=True`` opts in to exact
+    counts for OpenAI models from a local tokenizer (``bpe-openai``, or ``tiktoken`` with a
+    cached file); loading its tables costs about 130 MiB of memory and a second of CPU, once.
+    ``exact`` maps an encoding name to a counting function, to plug in a tokenizer of your own
+    (counters passed there are always used).
     """
 
-    def __init__(self, *, use_exact: bool = True,
+    def __init__(self, *, use_exact: bool = False,
                  exact: Mapping[str, Callable[[str], int]] | None = None) -> None:
         self.use_exact = use_exact
         self._exact: dict[str, Callable[[str], int] | None] = dict(exact or {})
@@ -287,10 +317,10 @@ class TokenEstimator:
         is not loaded yet is loaded in a background thread and ``None`` is returned meanwhile
         (the cost layer uses this, so no call waits for it).
         """
-        if not self.use_exact:
-            return None
         if encoding in self._exact:
             return self._exact[encoding]
+        if not self.use_exact:
+            return None
         if not wait:
             with self._lock:
                 if encoding not in self._loading:
@@ -308,6 +338,8 @@ class TokenEstimator:
 
     def is_exact(self, model: str | None, *, wait: bool = True) -> bool:
         """Whether counts for ``model`` are exact (an OpenAI model and a local tokenizer)."""
+        if not self.use_exact and not self._exact:
+            return False
         return (_is_openai_model(model)
                 and self.exact_counter(encoding_for_model(model), wait=wait) is not None)
 
@@ -316,15 +348,19 @@ class TokenEstimator:
         if not text:
             return 0
         encoding = encoding_for_model(model)
+        if not self.use_exact and not self._exact:
+            return _estimate(text, encoding)
         if _is_openai_model(model) or model is None:
             counter = self.exact_counter(encoding, wait=wait)
             if counter is not None:
                 return counter(text)
-        return _heuristic(text, _PROFILES[encoding])
+        return _estimate(text, encoding)
 
     def estimate(self, text: str, encoding: str = "o200k_base") -> int:
         """The heuristic estimate alone, for ``encoding``'s profile."""
-        return _heuristic(text, _PROFILES[encoding])
+        if encoding not in _PROFILES:
+            raise KeyError(encoding)
+        return _estimate(text, encoding) if text else 0
 
     def count_messages(self, messages: Iterable[Message], model: str | None = None, *,
                        wait: bool = True) -> int:
@@ -419,7 +455,9 @@ _default_estimator: TokenEstimator | None = None
 
 
 def get_token_estimator() -> TokenEstimator:
-    """The process-wide estimator (exact tokenizers are loaded on first use)."""
+    """The process-wide estimator (the offline heuristic; to count OpenAI models exactly, give
+    a :class:`~llm_async.application.cost_manager.CostManager` a
+    ``TokenEstimator(use_exact=True)``)."""
     global _default_estimator
     if _default_estimator is None:
         _default_estimator = TokenEstimator()

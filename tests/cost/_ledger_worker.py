@@ -1,7 +1,8 @@
 """A worker process for the cross-process budget proof (run by test_budget_concurrency.py).
 
 Usage: python _ledger_worker.py BACKEND BASE_URL CALLS LIMIT
-BACKEND is ``redis:<url>|<prefix>`` or ``sqlite:<path>``. Prints one JSON line: the cost and the
+BACKEND is ``redis:<url>|<prefix>`` or ``sqlite:<path>``. Prints ``ready``, waits for a line on
+stdin (so that every worker starts sending at once), then prints one JSON line: the cost and the
 reservation of every call that went through, and how many were rejected.
 """
 
@@ -39,6 +40,9 @@ async def main(spec: str, base_url: str, calls: int, limit: str) -> None:
             return await client.chat(model="gpt-4o-mini", max_tokens=20,
                                      messages=[{"role": "user", "content": f"tell me {words}"}])
 
+        # Start barrier: every worker is up before any sends, so they really compete.
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
         results = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
     ok = [r for r in results if isinstance(r, ChatResponse)]
     rejected = sum(isinstance(r, BudgetExceededError) for r in results)

@@ -99,15 +99,33 @@ async def test_200_concurrent_calls_in_one_process(kind: str, tmp_path: Path,
         manager.close()
 
 
-async def spawn(spec: str, base_url: str, calls: int) -> dict[str, Any]:
+async def spawn(spec: str, base_url: str, calls: int) -> asyncio.subprocess.Process:
+    """Start a worker and wait until it is ready to send."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(WORKER), spec, base_url, str(calls), str(LIMIT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await proc.stdout.readline()
+    if line.strip() != b"ready":
+        _, err = await proc.communicate()
+        raise AssertionError(err.decode()[-2000:])
+    return proc
+
+
+async def finish(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    """Let a ready worker send, and return its result."""
+    out, err = await proc.communicate(b"go\n")
     assert proc.returncode == 0, err.decode()[-2000:]
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     assert not result["errors"], result["errors"][:3]
     return result
+
+
+async def run_workers(spec: str, base_url: str, workers: int, calls: int) -> list[dict[str, Any]]:
+    """Start ``workers`` processes, then release them all at once."""
+    procs = await asyncio.gather(*(spawn(spec, base_url, calls) for _ in range(workers)))
+    return list(await asyncio.gather(*(finish(p) for p in procs)))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
@@ -127,8 +145,7 @@ async def test_200_concurrent_calls_from_four_processes(kind: str, tmp_path: Pat
     manager.set_budget("hard", BudgetConfig(limit=LIMIT, period=BudgetPeriod.TOTAL))
     try:
         async with MockProviderServer(reply_words=12) as server:
-            results = await asyncio.gather(*(spawn(spec, server.base_url, CALLS // 4)
-                                             for _ in range(4)))
+            results = await run_workers(spec, server.base_url, 4, CALLS // 4)
             costs = [Decimal(c) for r in results for c in r["costs"]]
             rejected = sum(r["rejected"] for r in results)
             assert sum(1 for r in results if r["costs"]) >= 2  # several processes got through

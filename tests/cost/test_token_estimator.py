@@ -62,7 +62,7 @@ def test_english_prose_is_within_five_percent() -> None:
 
 def test_exact_counts_are_used_for_openai_models_when_available() -> None:
     counter = exact("o200k_base")
-    est = TokenEstimator()
+    est = TokenEstimator(use_exact=True)
     text = sample_texts()["json"]
     assert est.is_exact("gpt-4o")
     assert est.count(text, "gpt-4o") == counter(text)  # type: ignore[operator]
@@ -77,7 +77,7 @@ def test_without_a_tokenizer_the_heuristic_is_used(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(tokens.importlib, "import_module", missing)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/nonexistent")
-    est = TokenEstimator()
+    est = TokenEstimator(use_exact=True)
     assert not est.is_exact("gpt-4o")
     assert est.count(text, "gpt-4o") == est.estimate(text, "o200k_base")
 
@@ -118,3 +118,12 @@ def test_request_counting_adds_overhead_tools_and_images() -> None:
                                tools=[{"type": "function", "function": {"name": "lookup"}}])
     assert est.count_request(with_tools) > est.count_request(
         build_request(model="gpt-4o", messages=[{"role": "user", "content": "hi"}]))
+
+
+def test_the_default_estimator_is_the_offline_heuristic() -> None:
+    est = TokenEstimator()
+    text = sample_texts()["json"]
+    assert not est.is_exact("gpt-4o")
+    assert est.count(text, "gpt-4o") == est.estimate(text, "o200k_base")
+    assert est.count(text, "gpt-4o") == tokens._heuristic(text, tokens._PROFILES["o200k_base"])
+    assert not tokens.get_token_estimator().use_exact
