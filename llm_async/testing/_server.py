@@ -1064,6 +1064,10 @@ class MockProviderServer:
             if index == malformed_at:
                 await response.write(dialect.malformed_event(ctx, reply))
             if index == cut_at:
+                if index:
+                    # Give the client time to read what was sent: aiohttp drops data still
+                    # buffered when the connection breaks, which would make cuts race the reader.
+                    await asyncio.sleep(_CUT_GRACE)
                 _drop_connection(request, reset=False)
                 return response
             if index == error_at:
@@ -1130,6 +1134,9 @@ def _redact(headers: Mapping[str, str]) -> dict[str, str]:
         key = name.lower()
         result[key] = "***" if key in _REDACTED_HEADERS else value
     return result
+
+
+_CUT_GRACE = 0.02
 
 
 def _drop_connection(request: web.Request, *, reset: bool) -> None:
