@@ -400,14 +400,6 @@ class ChatRequest(_Model):
         return ctx
 
     @property
-    def _context(self) -> CallContext | None:
-        return self.__dict__["call_context"]  # type: ignore[no-any-return]
-
-    @_context.setter
-    def _context(self, ctx: CallContext | None) -> None:
-        self.__dict__["call_context"] = ctx
-
-    @property
     def user_id(self) -> str | None:
         return self.metadata.user_id
 
@@ -415,10 +407,15 @@ class ChatRequest(_Model):
     def project_id(self) -> str | None:
         return self.metadata.project_id
 
+    def derive(self, **update: Any) -> ChatRequest:
+        """A copy with ``update`` applied that shares this call's context (retry, fallback and
+        the layers that adjust a request use it, so every attempt reports to the same call)."""
+        self.context  # noqa: B018 - create it first: the shallow copy then shares it
+        return self.model_copy(update=update)
+
     def with_model(self, model: str) -> ChatRequest:
         """A copy for another model that shares this call's context."""
-        self.context  # noqa: B018 - create it first, so that the copy shares it
-        return self.model_copy(update={"model": model})
+        return self.derive(model=model)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -1597,9 +1597,7 @@ class CostLayer(Layer):
 
     def _outgoing(self, request: ChatRequest) -> ChatRequest:
         if self.cap_output and request.max_tokens is None:
-            new = request.model_copy(update={"max_tokens": self.default_max_tokens})
-            new._context = request.context
-            return new
+            return request.derive(max_tokens=self.default_max_tokens)
         return request
 
     # -- settling ------------------------------------------------------------------------

@@ -95,8 +95,7 @@ class FallbackLayer(Layer):
             if (provider, bare) in seen:
                 continue
             seen.add((provider, bare))
-            new = request.model_copy(update={"model": bare, "provider": provider})
-            new._context = request.context
+            new = request.derive(model=bare, provider=provider)
             chain.append(new)
         return chain
 

@@ -820,8 +820,7 @@ class RetryLayer(Layer):
             return request
         if timeout.total is not None and timeout.total <= remaining:
             return request
-        new = request.model_copy(update={"timeout": replace(timeout, total=remaining)})
-        new._context = request.context
+        new = request.derive(timeout=replace(timeout, total=remaining))
         return new
 
     def _begin(self, request: ChatRequest, run: _Run) -> int:

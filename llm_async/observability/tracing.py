@@ -675,33 +675,15 @@ class TracingLayer(Layer):
         error: BaseException | None = None
         completed = False
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
-                if span_context is None:
-                    # No span to make current: a plain loop, the same bookkeeping.
-                    async for chunk in chunks:
-                        if call.ttfc is None:
-                            call.ttfc = max(0.0, clock.now() - call.started)
-                        if model is None:
-                            model = chunk.model
-                        if response_id is None:
-                            response_id = chunk.id
-                        if chunk.finish_reason is not None:
-                            finish_reason = chunk.finish_reason
-                        if chunk.usage is not None:
-                            usage = chunk.usage
-                        if assembler is not None:
-                            assembler.add(chunk)
-                        yield chunk
-                iterator = chunks.__aiter__()
-                while span_context is not None:
-                    token = None if span_context is None else _otel_context.attach(span_context)
-                    try:
-                        chunk = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        if token is not None:
-                            _otel_context.detach(token)
+            # With a span, it is made current only while the inner handler produces a chunk,
+            # so nothing leaks into the caller's code across ``yield``.
+            inner = self.inner.stream(request)
+            async with (
+                aclosing(inner),
+                aclosing(inner if span_context is None
+                         else _with_context(inner, span_context)) as chunks,
+            ):
+                async for chunk in chunks:
                     if call.ttfc is None:
                         call.ttfc = max(0.0, clock.now() - call.started)
                     if model is None:
@@ -734,3 +716,18 @@ class TracingLayer(Layer):
     def __repr__(self) -> str:
         return (f"TracingLayer(inner={type(self.inner).__name__}, "
                 f"capture_content={self.capture_content})")
+
+
+async def _with_context(chunks: AsyncGenerator[ChatChunk, None],
+                        span_context: Any) -> AsyncGenerator[ChatChunk, None]:
+    """``chunks``, with ``span_context`` attached while each one is produced."""
+    iterator = chunks.__aiter__()
+    while True:
+        token = _otel_context.attach(span_context)
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _otel_context.detach(token)
+        yield chunk
