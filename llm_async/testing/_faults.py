@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STREAM_ONLY_FIELDS", "Fault", "FaultQueue"]
+__all__ = ["STREAM_ONLY_FIELDS", "Fault", "FaultQueue", "stream_positions"]
 
 #: Fields whose effect only exists for streamed responses.  A fault that sets any of them and
 #: leaves ``stream`` unset only matches streaming requests.
@@ -277,3 +277,19 @@ class FaultQueue:
                     del entries[index]
             return fault
         return None
+
+
+def stream_positions(fault: Fault | None, count: int) -> tuple[int, int, int]:
+    """Where ``fault``'s stream effects happen in a stream of ``count`` content chunks:
+    ``(cut, malformed, error)``, each a chunk index in ``0..count`` or ``-1`` for none.
+
+    An effect at index ``i`` happens right before content chunk ``i`` (``count``: after the
+    last); a position beyond the stream is clamped to its end.
+    """
+    if fault is None:
+        return -1, -1, -1
+
+    def clamp(value: int | None) -> int:
+        return -1 if value is None else min(value, count)
+
+    return clamp(fault.cut_after), clamp(fault.malformed_after), clamp(fault.error_after)

@@ -291,7 +291,7 @@ async def test_default_pipeline_and_client_cost_manager(server: MockProviderServ
 async def test_prompt_cache_and_openrouter_cost_end_to_end(server: MockProviderServer,
                                                            manager: CostManager) -> None:
     from llm_async.infrastructure.transports.openrouter_transport import OpenRouterTransport
-    from llm_async.testing._openrouter_dialect import cost as server_cost
+    from llm_async.testing.dialects.openrouter import cost as server_cost
 
     history = [{"role": "system", "content": "You answer questions about rivers " * 20},
                {"role": "user", "content": "first question"}]
@@ -321,7 +321,7 @@ async def test_prompt_cache_and_openrouter_cost_end_to_end(server: MockProviderS
 
 
 def server_cost_of(response: ChatResponse, fn: object) -> float:
-    from llm_async.testing._server import Usage as ServerUsage
+    from llm_async.testing._wire import Usage as ServerUsage
 
     usage = ServerUsage(response.usage.input_tokens, response.usage.output_tokens,
                         response.usage.cache_read_tokens)

@@ -12,7 +12,7 @@ import pytest
 
 from llm_async.infrastructure.sse import SSEDecoder
 from llm_async.testing import Fault, MockProviderServer
-from llm_async.testing._openrouter_dialect import COMPLETION_PRICE, PROMPT_PRICE
+from llm_async.testing.dialects.openrouter import COMPLETION_PRICE, PROMPT_PRICE
 
 KEY = "sk-ant-dialect-key"
 ANTHROPIC_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}

@@ -15,8 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from llm_async.testing import MockProviderServer
 from llm_async.testing._faults import Fault
-from llm_async.testing._server import VOCABULARY, MockProviderServer, go_duration
+from llm_async.testing._replies import VOCABULARY
+from llm_async.testing._wire import go_duration
 
 CHAT = "/v1/chat/completions"
 

@@ -26,21 +26,15 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ._server import (
-    Dialect,
-    ErrorInfo,
-    RequestError,
-    ResponseContext,
-    default_error,
-    dumps,
-)
-
-if TYPE_CHECKING:
-    from ._server import MockProviderServer
+from ._dialect import Dialect
+from ._state import ServerState
+from ._wire import ErrorInfo, RequestError, ResponseContext, default_error, dumps
+from .dialects.anthropic import AnthropicDialect, error_type
+from .dialects.openai import OpenAIDialect
 
 __all__ = ["BatchEndpoints"]
 
@@ -81,8 +75,6 @@ class _Batch:
 
 def _error(status: int, message: str, kind: str = "openai") -> web.Response:
     if kind == "anthropic":
-        from ._anthropic_dialect import error_type
-
         body: Any = {"type": "error", "error": {"type": error_type(status), "message": message}}
     else:
         body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
@@ -96,10 +88,11 @@ def _ok(payload: Any) -> web.Response:
 
 
 class BatchEndpoints:
-    """The batch routes of one :class:`~llm_async.testing.MockProviderServer`."""
+    """The batch routes of one :class:`~llm_async.testing.MockProviderServer` (sharing its
+    :class:`~llm_async.testing._state.ServerState`)."""
 
-    def __init__(self, server: MockProviderServer, *, polls_until_done: int = 1) -> None:
-        self.server = server
+    def __init__(self, state: ServerState, *, polls_until_done: int = 1) -> None:
+        self.state = state
         self.polls_until_done = polls_until_done
         self.files: dict[str, _File] = {}
         self.batches: dict[str, _Batch] = {}
@@ -138,7 +131,7 @@ class BatchEndpoints:
         """Enforce the server's API key, as the chat endpoints do."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            required = self.server.require_api_key
+            required = self.state.require_api_key
             if required is not None:
                 auth = request.headers.get("Authorization", "")
                 key = request.headers.get("x-api-key") or (
@@ -348,32 +341,28 @@ class BatchEndpoints:
 
     def _dialect(self, kind: str) -> tuple[Dialect, str]:
         if kind == "anthropic":
-            from ._anthropic_dialect import AnthropicDialect
-
             return AnthropicDialect(), "/v1/messages"
-        from ._openai_dialect import OpenAIDialect
-
         return OpenAIDialect(), "/v1/chat/completions"
 
     def _answer(self, dialect: Dialect, path: str,
                 body: Any) -> tuple[int, Any, str]:
         """(status, response body, request id) of one batch line."""
-        server = self.server
+        state = self.state
         self.lines_processed += 1
         number = self.lines_processed
         model = body.get("model") if isinstance(body, dict) else None
         ctx = ResponseContext(number=number, request_id=f"req_batch_{number:016x}",
                               created=int(time.time()), model=str(model or ""), path=path)
-        faults = server._faults
+        faults = state.faults
         if faults:
             fault = faults.select(model=model if isinstance(model, str) else None, path=path,
-                                  stream=False, rng=server._rng)
+                                  stream=False, rng=state.rng)
             if fault is not None and fault.status is not None:
                 info = default_error(fault.status, ctx.model or None)
                 return fault.status, dialect.error_payload(fault.status, info), ctx.request_id
         try:
-            chat = dialect.parse_request(body)
-            reply = server._generator.generate(chat)
+            chat = dialect.parse_request(body, dialect.route(body, {}, {}))
+            reply = state.generator.generate(chat)
         except RequestError as exc:
             info = ErrorInfo(exc.message, exc.error_type, exc.code)
             return exc.status, dialect.error_payload(exc.status, info, exc.param), ctx.request_id

@@ -6,7 +6,7 @@ Request validation and normalisation (top-level ``system``, content blocks, ``to
 ``content_block_stop`` → ``message_delta`` → ``message_stop``), ``{"type": "error", ...}`` error
 bodies (529 ``overloaded_error`` included), in-stream ``error`` events and the
 ``anthropic-ratelimit-*`` headers. Content, token counting, prompt caching and faults come from
-the dialect-neutral core in :mod:`llm_async.testing._server`.
+the dialect-neutral core in :mod:`llm_async.testing._wire`.
 
 Usage follows Anthropic's split: ``input_tokens`` counts only the uncached prompt tokens,
 ``cache_read_input_tokens`` the prefix the server has seen before (the same prefix rule as the
@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from ._server import (
+from .._dialect import Dialect
+from .._wire import (
     ChatMessage,
     ChatRequest,
-    Dialect,
     ErrorInfo,
     RateLimitSnapshot,
     Reply,
     RequestError,
     ResponseContext,
+    Route,
     StreamScript,
     ToolSpec,
     canonical_json,
@@ -207,7 +208,7 @@ def _has_cache_control(value: Any) -> bool:
 def parse_messages_request(body: Any) -> AnthropicRequest:
     """Validate a Messages API request body and normalise it.
 
-    Raises :class:`~llm_async.testing._server.RequestError` (HTTP 400) when invalid.
+    Raises :class:`~llm_async.testing._wire.RequestError` (HTTP 400) when invalid.
     """
     if not isinstance(body, dict):
         raise _invalid("The request body must be a JSON object.")
@@ -274,7 +275,7 @@ class AnthropicDialect(Dialect):
         """The ``x-api-key`` header."""
         return headers.get("x-api-key")
 
-    def parse_request(self, body: Any) -> ChatRequest:
+    def parse_request(self, body: Any, route: Route) -> ChatRequest:
         """See :func:`parse_messages_request`."""
         return parse_messages_request(body)
 

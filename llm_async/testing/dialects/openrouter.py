@@ -21,17 +21,18 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._openai_dialect import MODELS as OPENAI_MODELS, OpenAIDialect, usage_payload
-from ._server import (
+from .._wire import (
     ChatRequest,
     ErrorInfo,
     Reply,
     RequestError,
     ResponseContext,
+    Route,
     StreamScript,
     Usage,
     dumps,
 )
+from .openai import MODELS as OPENAI_MODELS, OpenAIDialect, usage_payload
 
 __all__ = ["COMPLETION_PRICE", "PROMPT_PRICE", "OpenRouterDialect", "cost"]
 
@@ -87,10 +88,10 @@ class OpenRouterDialect(OpenAIDialect):
     models_paths: ClassVar[tuple[str, ...]] = ("/api/v1/models",)
     request_id_header: ClassVar[str] = "x-generation-id"
 
-    def parse_request(self, body: Any) -> ChatRequest:
+    def parse_request(self, body: Any, route: Route) -> ChatRequest:
         """OpenAI's validation, plus vendor-prefixed model ids and the routing fields; usage is
         always included."""
-        chat = super().parse_request(body)
+        chat = super().parse_request(body, route)
         if "/" not in chat.model:
             raise RequestError(f"{chat.model} is not a valid model ID", param="model",
                                code="invalid_value")

@@ -1,10 +1,10 @@
 """OpenAI Chat Completions wire format for the mock provider server.
 
 Everything OpenAI-specific lives here: request validation and normalisation into a
-:class:`~llm_async.testing._server.ChatRequest`, the ``chat.completion`` response body, the
+:class:`~llm_async.testing._wire.ChatRequest`, the ``chat.completion`` response body, the
 ``chat.completion.chunk`` SSE events, the error shape, the rate-limit header names and the
 models listing.  Content, token counting, caching and faults are handled by the dialect-neutral
-core in :mod:`llm_async.testing._server`.
+core in :mod:`llm_async.testing._wire`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._server import (
+from .._dialect import Dialect
+from .._wire import (
     ChatMessage,
     ChatRequest,
-    Dialect,
     ErrorInfo,
     RateLimitSnapshot,
     Reply,
     RequestError,
     ResponseContext,
+    Route,
     StreamScript,
     ToolSpec,
     Usage,
@@ -172,7 +173,7 @@ def _parse_tool_choice(raw: Any) -> tuple[str, str | None]:
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate an OpenAI Chat Completions request body and normalise it.
 
-    Raises :class:`~llm_async.testing._server.RequestError` (HTTP 400) when invalid.
+    Raises :class:`~llm_async.testing._wire.RequestError` (HTTP 400) when invalid.
     """
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
@@ -279,7 +280,7 @@ class OpenAIDialect(Dialect):
             return None
         return token.strip()
 
-    def parse_request(self, body: Any) -> ChatRequest:
+    def parse_request(self, body: Any, route: Route) -> ChatRequest:
         """See :func:`parse_chat_request`."""
         return parse_chat_request(body)
 
