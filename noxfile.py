@@ -1,4 +1,9 @@
-"""Developer sessions. CI runs: nox -s tests lint typecheck docs (see .ci/run)."""
+"""Developer sessions. CI runs: nox -s tests lint typecheck docs (see .ci/run).
+
+The tools come from the PEP 735 dependency groups of ``pyproject.toml`` (``test``, ``lint``,
+``typecheck``, ``docs``, ``bench``), read here with ``nox.project.dependency_groups`` so any pip
+installs them.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +16,41 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PYTHON = os.environ.get("NOX_PYTHON") or None  # the interpreter nox runs on, unless told
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    """The project (editable, with ``extras``) and the named dependency groups."""
+    project = f".[{extras}]" if extras else "."
+    session.install("-e", project, *nox.project.dependency_groups(PYPROJECT, *groups))
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite (needs redis-server and chromium for two groups; see .ci/run)."""
-    session.install("-e", ".[dev]")
+    """The whole test suite (a real Redis-compatible server comes from the test group; the
+    browser test needs chromium, see README.md)."""
+    _install(session, "test")
     session.run("pytest", *(session.posargs or ["-q", "-ra"]))
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff over everything."""
-    session.install("ruff>=0.5")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package."""
-    session.install("-e", ".[dev]")
+    _install(session, "typecheck")
     session.run("mypy")
 
 
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
-    """Build the MkDocs site with --strict."""
-    session.install("-e", ".", "mkdocs>=1.6")
+    """Build the MkDocs Material site (API reference included) with --strict."""
+    _install(session, "docs")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
@@ -51,14 +64,14 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmarks: llm_async vs raw aiohttp and peer clients (peers optional)."""
-    session.install("-e", ".[bench]")  # not dev: litellm needs aiohttp>=3.14
+    _install(session, "bench")  # not the test group: litellm needs aiohttp>=3.14
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
     """A long hypothesis run over every parser."""
-    session.install("-e", ".[dev]")
+    _install(session, "test")
     session.run("pytest", "tests/perf/test_fuzz_parsers.py", "-q",
                 env={"HYPOTHESIS_PROFILE": "long"})
 
@@ -66,5 +79,5 @@ def fuzz(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The 20,000-call memory soak."""
-    session.install("-e", ".[dev]")
+    _install(session, "test")
     session.run("python", "benchmarks/soak.py", *session.posargs)

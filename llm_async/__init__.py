@@ -7,11 +7,15 @@ backends, Redis and the pricing catalogue are imported only when something asks 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+# The library logs on "llm_async" and its children; the application decides where that goes.
+logging.getLogger("llm_async").addHandler(logging.NullHandler())
 
 # name -> module (relative to this package) that defines it.
 _EXPORTS: dict[str, str] = {

@@ -101,11 +101,17 @@ async def run_bench(
     prompt: str = "Write a short poem about the sea.",
     max_tokens: int | None = None,
     on_result: Callable[[bool], None] | None = None,
+    result: BenchResult | None = None,
 ) -> BenchResult:
-    """Send ``requests`` calls, ``concurrency`` at a time; ``on_result(ok)`` after each one."""
+    """Send ``requests`` calls, ``concurrency`` at a time; ``on_result(ok)`` after each one.
+
+    Measurements accumulate in ``result`` (a new one unless given), so a caller that keeps it
+    still has the partial figures, wall time included, when the run is cancelled.
+    """
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be >= 1")
-    result = BenchResult(requests=requests, concurrency=concurrency, stream=stream)
+    if result is None:
+        result = BenchResult(requests=requests, concurrency=concurrency, stream=stream)
     messages = [{"role": "user", "content": prompt}]
     params: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
     remaining = iter(range(requests))
@@ -142,10 +148,12 @@ async def run_bench(
                 on_result(ok)
 
     began = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for _ in range(min(concurrency, requests)):
-            group.start_soon(worker)
-    result.wall = time.perf_counter() - began
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, requests)):
+                group.start_soon(worker)
+    finally:
+        result.wall = time.perf_counter() - began
     return result
 
 

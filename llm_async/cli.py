@@ -13,8 +13,11 @@
 Configuration comes from the environment (``LLM_PROVIDER``, ``OPENAI_API_KEY``, ...; see
 :mod:`llm_async.config`); options override it. Exit status: 0 success, 1 a provider or runtime
 error, 2 a usage or configuration error, 130 interrupted. Errors are one line on stderr
-(``--debug`` shows the traceback). ``rich`` (the ``cli`` extra) draws the progress bar and
-tables when installed and the output is a terminal; without it the output is plain text.
+(``--debug`` shows the traceback); the library's log records of level WARNING and above (a
+circuit breaker opening, a model without a price) are shown on stderr as
+``llm-async: warning: ...`` (``--debug``: every level). ``rich`` (the ``cli`` extra) draws the
+progress bar and tables when installed and the output is a terminal; without it the output is
+plain text.
 """
 
 from __future__ import annotations
@@ -22,15 +25,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from . import __version__
 from .config import PROVIDERS, Settings
 from .errors import ConfigurationError, InvalidRequestError, LLMError
+
+if TYPE_CHECKING:
+    from ._bench import BenchResult
 
 __all__ = ["DEFAULT_MODELS", "build_parser", "main"]
 
@@ -76,12 +84,27 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _base_url(text: str) -> str:
+    """An http(s) URL with a host: anything else is a configuration error (exit status 2)."""
+    try:
+        parts = urlsplit(text.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or not port_ok:
+        raise argparse.ArgumentTypeError(
+            f"expected an http:// or https:// URL with a host, got {text!r}")
+    return text.strip()
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", choices=PROVIDERS,
-                        help="provider (default: LLM_PROVIDER, else openai)")
+                        help="provider (default: LLM_PROVIDER, else the one whose API key is "
+                             "set; with --base-url alone: openai, any OpenAI-compatible server)")
     parser.add_argument("--model", help="model id (default: LLM_MODEL, else a small model of "
                                         "the provider)")
-    parser.add_argument("--base-url", metavar="URL",
+    parser.add_argument("--base-url", metavar="URL", type=_base_url,
                         help="the provider's base URL (default: <PROVIDER>_BASE_URL)")
 
 
@@ -111,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--mock", action="store_true",
                       help="start the embedded provider server in-process and ask it "
                            "(no API key needed)")
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    chat.add_argument("--temperature", type=float, metavar="T",
+                      help="sampling temperature, 0 to 2 (default: the provider's)")
+    chat.add_argument("--max-tokens", type=_positive_int, metavar="N",
+                      help="the most tokens the answer may have (default: the provider's)")
     chat.add_argument("--timeout", type=float, metavar="SECONDS", help="total timeout")
     chat.add_argument("--usage", action="store_true",
                       help="print token usage, cost and latency to stderr")
@@ -133,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calls in flight at once (default 32)")
     bench.add_argument("--stream", action="store_true", help="stream the answers")
     _add_target_options(bench)
-    bench.add_argument("--prompt", default="Write a short poem about the sea.")
-    bench.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    bench.add_argument("--prompt", default="Write a short poem about the sea.", metavar="TEXT",
+                       help="the user message of every call (default: a short poem request)")
+    bench.add_argument("--max-tokens", type=_positive_int, metavar="N",
+                       help="the most tokens each answer may have (default: the provider's)")
     bench.add_argument("--layers", choices=("default", "none"), default="default",
                        help="the client's pipeline: the default layers, or the bare transport")
     bench.add_argument("--reply-words", type=_positive_int, default=32,
@@ -214,13 +241,21 @@ async def _chat(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextI
         client = await stack.enter_async_context(
             AsyncLLMClient(provider, api_key=api_key, base_url=base_url, settings=settings))
         if args.stream:
-            async with client.stream(model=model, messages=messages, **params) as stream:
-                async for chunk in stream:
-                    if args.json:
-                        out.write(chunk.model_dump_json(exclude_defaults=True) + "\n")
-                    elif chunk.delta:
-                        out.write(chunk.delta)
+            line_open = False  # a partial answer is on the screen, its line not ended
+            try:
+                async with client.stream(model=model, messages=messages, **params) as stream:
+                    async for chunk in stream:
+                        if args.json:
+                            out.write(chunk.model_dump_json(exclude_defaults=True) + "\n")
+                        elif chunk.delta:
+                            out.write(chunk.delta)
+                            line_open = not chunk.delta.endswith("\n")
+                        out.flush()
+            except BaseException:
+                if line_open:  # end the partial answer: the error gets a line of its own
+                    out.write("\n")
                     out.flush()
+                raise
             if not args.json:
                 out.write("\n")
             final = stream.final_response
@@ -316,7 +351,7 @@ def _print_rows(rows: list[tuple[str, str]], out: TextIO, title: str) -> None:
 
 
 async def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._bench import format_table, run_bench
+    from ._bench import BenchResult, run_bench
     from .client import AsyncLLMClient
 
     settings = Settings.from_env()
@@ -338,19 +373,39 @@ async def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             provider, api_key=api_key, base_url=base_url, settings=settings,
             layers=[] if args.layers == "none" else None,
             max_connections=max(args.concurrency, 1)))
+        result = BenchResult(requests=args.requests, concurrency=args.concurrency,
+                             stream=args.stream)
+        interrupted = False
         with _Progress(args.requests, err, enabled=not args.no_progress) as progress:
-            result = await run_bench(client, model=model, requests=args.requests,
-                                     concurrency=args.concurrency, stream=args.stream,
-                                     prompt=args.prompt, max_tokens=args.max_tokens,
-                                     on_result=progress.advance)
-    if args.json:
-        out.write(json.dumps({"target": target, "model": model, **result.summary()},
-                             indent=2) + "\n")
-    else:
-        _print_rows(format_table(result), out,
-                    f"llm-async bench: {model} at {target} ({args.layers} layers)")
-    out.flush()
+            try:
+                await run_bench(client, model=model, requests=args.requests,
+                                concurrency=args.concurrency, stream=args.stream,
+                                prompt=args.prompt, max_tokens=args.max_tokens,
+                                on_result=progress.advance, result=result)
+            except asyncio.CancelledError:  # Ctrl+C: report what was measured, then stop
+                interrupted = True
+        _report_bench(args, out, result, target, model, interrupted=interrupted)
+        if interrupted:
+            raise asyncio.CancelledError
     return EXIT_OK if result.failed == 0 else EXIT_ERROR
+
+
+def _report_bench(args: argparse.Namespace, out: TextIO, result: BenchResult, target: str,
+                  model: str, *, interrupted: bool) -> None:
+    from ._bench import format_table
+
+    done = result.succeeded + result.failed
+    if args.json:
+        summary = {"target": target, "model": model, **result.summary()}
+        if interrupted:
+            summary["interrupted"] = True
+        out.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        title = f"llm-async bench: {model} at {target} ({args.layers} layers)"
+        if interrupted:
+            title += f", interrupted after {done} of {result.requests} calls"
+        _print_rows(format_table(result), out, title)
+    out.flush()
 
 
 def _money(value: Any) -> str:
@@ -426,18 +481,40 @@ def _cost(args: argparse.Namespace, out: TextIO) -> int:
 
 def _delegate(command: str, argv: list[str]) -> int:
     if command == "mock-server":
-        from .testing.__main__ import build_parser as mock_parser, main as mock_main
+        from .testing.__main__ import main as mock_main
 
-        mock_parser_ = mock_parser()
-        mock_parser_.prog = f"{PROG} mock-server"
-        mock_parser_.parse_args(argv)  # --help and usage errors under our name
-        return mock_main(argv)
+        return mock_main(argv, prog=f"{PROG} mock-server")
     from .observability.dashboard import main as dashboard_main
 
     return dashboard_main(argv)
 
 
 # -- entry point ----------------------------------------------------------------------------
+
+
+class _LevelFormatter(logging.Formatter):
+    """``llm-async: warning: circuit 'openai/gpt-4o': closed -> open``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+@contextmanager
+def _library_logs(err: TextIO, *, debug: bool) -> Iterator[None]:
+    """Show the library's log records on ``err`` with a level prefix while a command runs."""
+    logger = logging.getLogger("llm_async")
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(_LevelFormatter())
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    saved = logger.level
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
 
 
 def _fail(err: TextIO, message: str) -> None:
@@ -477,7 +554,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
 
     debug = args.debug or os.environ.get("LLM_ASYNC_DEBUG", "") not in ("", "0")
     try:
-        return run()
+        with _library_logs(err, debug=debug):
+            return run()
     except SystemExit as exc:  # a delegated parser's --help or usage error
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:

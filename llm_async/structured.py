@@ -16,19 +16,16 @@ tool's input back as the reply's text. Whatever the provider, the client then ru
 value lands on ``response.parsed``, and a reply that is not JSON or does not validate raises
 :class:`~llm_async.errors.StructuredOutputError`, whose ``raw_text`` keeps the reply.
 
-JSON-schema validation uses the ``jsonschema`` package when it is installed (the ``structured``
-extra); without it a built-in checker covers the common keywords (``type``, ``properties``,
-``required``, ``additionalProperties``, ``items``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
-``allOf``, local ``$ref``, and length, size and range bounds).
+JSON-schema validation is done by the ``jsonschema`` package (a dependency of the library), with
+the validator of the schema's ``$schema`` dialect (Draft 2020-12 when it names none), so a reply
+is judged the same way on every installation.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,133 +199,18 @@ def apply_structured_output(response: ChatResponse, request: ChatRequest) -> Cha
 # -- JSON-schema validation -----------------------------------------------------------------
 
 def validate_json_schema(value: Any, schema: Mapping[str, Any]) -> str | None:
-    """``None`` when ``value`` matches ``schema``, else a short description of the first problem.
+    """``None`` when ``value`` matches ``schema``, else a short description of the first problem
+    (its JSON path and what is wrong), as judged by ``jsonschema``."""
+    import jsonschema  # imported on first use: ``import llm_async`` stays light
 
-    Uses ``jsonschema`` when installed; otherwise the built-in checker (see the module docstring).
-    """
+    document: Any = dict(schema) if isinstance(schema, Mapping) else schema  # or a bool schema
+    cls = jsonschema.validators.validator_for(document)
     try:
-        jsonschema: Any = importlib.import_module("jsonschema")
-    except ImportError:
-        return _Checker(schema).check(value, schema, "$")
-    cls = jsonschema.validators.validator_for(schema)
-    try:
-        cls.check_schema(schema)
+        cls.check_schema(document)
     except jsonschema.exceptions.SchemaError as exc:
         return f"the schema itself is invalid: {exc.message}"
-    error = jsonschema.exceptions.best_match(cls(schema).iter_errors(value))
+    error = jsonschema.exceptions.best_match(cls(document).iter_errors(value))
     if error is None:
         return None
     path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     return f"{path}: {error.message}"
-
-
-_TYPES: Mapping[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-class _Checker:
-    """The common subset of JSON Schema, for when ``jsonschema`` is not installed."""
-
-    def __init__(self, root: Mapping[str, Any]) -> None:
-        self.root = root
-
-    def _resolve(self, ref: str) -> Mapping[str, Any]:
-        if not ref.startswith("#"):
-            return {}
-        node: Any = self.root
-        for part in ref.lstrip("#").strip("/").split("/"):
-            if not part:
-                continue
-            part = part.replace("~1", "/").replace("~0", "~")
-            node = node.get(part) if isinstance(node, Mapping) else None
-        return node if isinstance(node, Mapping) else {}
-
-    def check(self, value: Any, schema: Any, path: str) -> str | None:
-        if schema is True or schema is None:
-            return None
-        if schema is False:
-            return f"{path}: no value is allowed here"
-        if not isinstance(schema, Mapping):
-            return None
-        if "$ref" in schema:
-            problem = self.check(value, self._resolve(str(schema["$ref"])), path)
-            if problem:
-                return problem
-        kind = schema.get("type")
-        if kind is not None:
-            kinds = kind if isinstance(kind, list) else [kind]
-            if not any(_TYPES.get(k, lambda v: True)(value) for k in kinds):
-                return f"{path}: {json.dumps(value)[:40]} is not of type {' or '.join(kinds)}"
-        if "enum" in schema and value not in schema["enum"]:
-            return f"{path}: {json.dumps(value)[:40]} is not one of {schema['enum']}"
-        if "const" in schema and value != schema["const"]:
-            return f"{path}: expected {schema['const']!r}"
-        for key in ("allOf", "anyOf", "oneOf"):
-            options = schema.get(key)
-            if not isinstance(options, list):
-                continue
-            results = [self.check(value, option, path) for option in options]
-            passed = sum(r is None for r in results)
-            if key == "allOf" and passed < len(results):
-                return next(r for r in results if r)
-            if key == "anyOf" and not passed:
-                return f"{path}: matches none of anyOf"
-            if key == "oneOf" and passed != 1:
-                return f"{path}: matches {passed} of oneOf (exactly one is required)"
-        return self._bounds(value, schema, path) or self._children(value, schema, path)
-
-    def _bounds(self, value: Any, schema: Mapping[str, Any], path: str) -> str | None:
-        if isinstance(value, str):
-            if len(value) < schema.get("minLength", 0):
-                return f"{path}: shorter than {schema['minLength']}"
-            if "maxLength" in schema and len(value) > schema["maxLength"]:
-                return f"{path}: longer than {schema['maxLength']}"
-            pattern = schema.get("pattern")
-            if isinstance(pattern, str) and not re.search(pattern, value):
-                return f"{path}: does not match {pattern!r}"
-        if _TYPES["number"](value):
-            checks = (("minimum", operator.lt), ("maximum", operator.gt),
-                      ("exclusiveMinimum", operator.le), ("exclusiveMaximum", operator.ge))
-            for key, fails in checks:
-                limit: Any = schema.get(key)
-                if _TYPES["number"](limit) and fails(value, limit):
-                    return f"{path}: {value} violates {key} {limit}"
-        if isinstance(value, list):
-            if len(value) < schema.get("minItems", 0):
-                return f"{path}: fewer than {schema['minItems']} items"
-            if "maxItems" in schema and len(value) > schema["maxItems"]:
-                return f"{path}: more than {schema['maxItems']} items"
-        return None
-
-    def _children(self, value: Any, schema: Mapping[str, Any], path: str) -> str | None:
-        if isinstance(value, dict):
-            for name in schema.get("required") or ():
-                if name not in value:
-                    return f"{path}: {name!r} is a required property"
-            properties = schema.get("properties") or {}
-            extra = schema.get("additionalProperties", True)
-            for name, item in value.items():
-                if name in properties:
-                    problem = self.check(item, properties[name], f"{path}.{name}")
-                elif extra is False:
-                    problem = f"{path}: additional property {name!r} is not allowed"
-                else:
-                    problem = self.check(item, extra, f"{path}.{name}")
-                if problem:
-                    return problem
-        if isinstance(value, list):
-            items = schema.get("items")
-            if isinstance(items, Mapping | bool):
-                for index, item in enumerate(value):
-                    problem = self.check(item, items, f"{path}[{index}]")
-                    if problem:
-                        return problem
-        return None

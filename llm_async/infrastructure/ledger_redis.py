@@ -14,8 +14,8 @@ counter). A reservation left behind by a crashed worker expires after the manage
 Every key starts with ``prefix`` (``{llm_async_cost}`` by default: the braces are a Redis
 Cluster hash tag that keeps all keys of one ledger in one slot). Budgets themselves are not
 stored: each worker configures them (usually from the same environment variables).
-Requires ``redis`` (``pip install llm_async[redis]``). The calls are blocking; the manager runs
-them in a worker thread.
+Requires ``redis`` (``pip install 'llm-async-client[redis]'``). The calls are blocking; the
+manager runs them in a worker thread.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class RedisLedger:
                 import redis
             except ImportError as exc:  # pragma: no cover - redis is in the dev extras
                 raise ConfigurationError(
-                    "RedisLedger needs the redis package: pip install 'llm_async[redis]'"
+                    "RedisLedger needs the redis package: pip install 'llm-async-client[redis]'"
                 ) from exc
             client = redis.Redis.from_url(url)
         self.client = client

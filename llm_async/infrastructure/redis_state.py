@@ -5,8 +5,8 @@ both trip, both take the last token, or both start a half-open probe beyond the 
 Time comes from Redis itself (``TIME``) so that workers on different hosts agree; tests may
 inject a :class:`~llm_async._clock.Clock` instead (every worker must then share it).
 
-``redis`` is an optional dependency (``pip install llm_async[redis]``); it is imported only
-when one of these classes is created. Pass a ``redis.asyncio.Redis`` client (with or without
+``redis`` is an optional dependency (``pip install 'llm-async-client[redis]'``); it is imported
+only when one of these classes is created. Pass a ``redis.asyncio.Redis`` client (with or without
 ``decode_responses``) or a ``url``.
 
 What is shared: a breaker's state, counters, consecutive failures, half-open probes and its
@@ -301,7 +301,7 @@ def _connect(redis: Any, url: str | None) -> tuple[Any, bool]:
         import redis.asyncio as aioredis
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigurationError(
-            "the Redis backend needs the 'redis' package: pip install 'llm_async[redis]'"
+            "the Redis backend needs the 'redis' package: pip install 'llm-async-client[redis]'"
         ) from exc
     return aioredis.from_url(url), True
 

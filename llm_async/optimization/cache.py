@@ -373,7 +373,8 @@ class RedisBackend(AiocacheBackend):
             from aiocache import RedisCache
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigurationError(
-                "RedisBackend needs the 'redis' extra: pip install 'llm_async[redis]'") from exc
+                "RedisBackend needs the 'redis' extra: "
+                "pip install 'llm-async-client[redis]'") from exc
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigurationError(f"expected a redis:// URL, got {url!r}", variable="url")

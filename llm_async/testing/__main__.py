@@ -16,7 +16,7 @@ from typing import TextIO
 
 from ._server import MockProviderServer
 
-__all__ = ["build_parser", "main", "serve"]
+__all__ = ["build_parser", "main", "script_main", "serve"]
 
 
 async def serve(
@@ -69,10 +69,10 @@ async def serve(
         await server.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m llm_async.testing``."""
+def build_parser(prog: str = "python -m llm_async.testing") -> argparse.ArgumentParser:
+    """The argument parser of ``python -m llm_async.testing`` (or of ``prog``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m llm_async.testing",
+        prog=prog,
         description="Serve a deterministic mock OpenAI-compatible LLM provider over HTTP.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -101,11 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Entry point; returns the process exit status. ``prog`` names the command in ``--help``
+    and usage errors."""
+    parser = build_parser() if prog is None else build_parser(prog)
+    args = parser.parse_args(None if argv is None else list(argv))
     if args.reply_words < 0 or args.token_delay < 0:
-        print("error: --reply-words and --token-delay must be >= 0", file=sys.stderr)
+        print(f"{parser.prog}: error: --reply-words and --token-delay must be >= 0",
+              file=sys.stderr)
         return 2
     try:
         asyncio.run(
@@ -122,9 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {exc}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def script_main() -> int:
+    """The ``llm-async-mock-server`` console script."""
+    return main(prog="llm-async-mock-server")
 
 
 if __name__ == "__main__":

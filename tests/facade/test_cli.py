@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -305,3 +306,103 @@ def test_cost_without_a_ledger_and_with_a_missing_one(tmp_path: Any,
     code, out, err = run("cost", "--sqlite", str(tmp_path / "missing.db"))
     assert code == 2 and out == "" and "no ledger at" in err
     assert run("cost", "--sqlite", "a.db", "--redis-url", "redis://x")[0] == 2
+
+
+# -- details a terminal user sees ------------------------------------------------------------
+
+
+def test_a_stream_error_gets_a_line_of_its_own(threaded_server: ThreadedServer,
+                                               clean_env: pytest.MonkeyPatch) -> None:
+    from llm_async.testing import Fault
+
+    clean_env.setenv("OPENAI_API_KEY", KEY)
+    threaded_server.add_fault(Fault(cut_after=3, times=None))
+    code, out, err = run("chat", "--stream", "--base-url", threaded_server.base_url,
+                         "echo: one two three four five six")
+    assert code == 1
+    assert out == "one two three\n"  # the partial answer, its line ended before the error
+    assert err.startswith("llm-async: error: StreamError") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("url", ["ftp://example.test/v1", "not a url", "http://", "localhost:8000"])
+def test_a_bad_base_url_is_a_configuration_error(clean_env: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 url: str) -> None:
+    clean_env.setenv("OPENAI_API_KEY", KEY)
+    assert run("chat", "--base-url", url, "hi")[0] == 2
+    assert run("bench", "--base-url", url, "-n", "1")[0] == 2
+    err = capsys.readouterr().err
+    assert "argument --base-url: expected an http:// or https:// URL with a host" in err
+    assert KEY not in err
+
+
+def test_every_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_async.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.option_strings and sub.add_help:
+                assert action.help, f"{name} {action.option_strings[0]} has no help text"
+    assert run("chat", "--help")[0] == 0
+    text = capsys.readouterr().out
+    assert "sampling temperature" in text and "the most tokens the answer may have" in text
+    assert run("bench", "--help")[0] == 0
+    assert "the user message of every call" in capsys.readouterr().out
+
+
+def test_the_mock_server_script_names_itself(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    module, _, name = scripts["llm-async-mock-server"].partition(":")
+    entry = getattr(importlib.import_module(module), name)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/llm-async-mock-server", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        entry()
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: llm-async-mock-server ") and "python -m" not in out
+    monkeypatch.setattr(sys, "argv", ["llm-async-mock-server", "--port", "x"])
+    with pytest.raises(SystemExit):
+        entry()
+    assert capsys.readouterr().err.count("llm-async-mock-server: error:") == 1
+
+
+def test_library_warnings_show_with_a_level_prefix(clean_env: pytest.MonkeyPatch) -> None:
+    code, out, err = run("chat", "--mock", "--model", "no-such-priced-model", "echo: hi")
+    assert (code, out) == (0, "hi\n")
+    assert err.startswith("llm-async: warning: no price for model 'no-such-priced-model'")
+    assert err.count("\n") == 1
+    import logging
+
+    handlers = logging.getLogger("llm_async").handlers
+    assert [type(h) for h in handlers] == [logging.NullHandler]  # the CLI's one is gone again
+
+
+def test_an_interrupted_bench_prints_partial_results(slow_stream_server: ThreadedServer) -> None:
+    env = {**_env(), "OPENAI_API_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_async", "bench", "--base-url", slow_stream_server.base_url,
+         "--stream", "-n", "1000", "-c", "2", "--layers", "none", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while slow_stream_server.stats()["requests"] < 4:  # two calls have completed
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    assert 2 <= report["succeeded"] < 1000 and report["wall_seconds"] > 0
+    assert report["latency_ms"]["p50"] is not None
+    assert err.strip().endswith("llm-async: error: interrupted")

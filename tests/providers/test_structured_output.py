@@ -4,7 +4,6 @@ checker), and the client hook for ``chat`` and streams."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -92,7 +91,7 @@ def test_truncation_is_named() -> None:
         parse_structured_output('{"x": 1, "y"', Point, truncated=True)
 
 
-# -- JSON-schema validation: the same cases for jsonschema and the built-in checker -------------
+# -- JSON-schema validation: jsonschema, whatever else is installed ------------------------------
 
 SCHEMA = {
     "type": "object",
@@ -140,34 +139,43 @@ CASES: list[tuple[str, Any, bool]] = [
 ]
 
 
-@pytest.fixture(params=["jsonschema", "builtin"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "builtin":
-        monkeypatch.setitem(sys.modules, "jsonschema", None)  # makes the import fail
-    else:
-        pytest.importorskip("jsonschema")
-    yield request.param
-
-
 @pytest.mark.parametrize(("value", "ok"), [(v, ok) for _, v, ok in CASES],
                          ids=[name for name, _, _ in CASES])
-def test_json_schema_validation(backend: str, value: Any, ok: bool) -> None:
+def test_json_schema_validation(value: Any, ok: bool) -> None:
     problem = validate_json_schema(value, SCHEMA)
     assert (problem is None) is ok, problem
 
 
-def test_builtin_checker_names_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "jsonschema", None)
+def test_validation_names_the_path() -> None:
     problem = validate_json_schema({"name": "ann", "tags": ["a", 2]}, SCHEMA)
     assert problem is not None and problem.startswith("$.tags[1]")
     assert validate_json_schema(1, {"type": "object"}) is not None
     assert validate_json_schema(1, False) is not None  # type: ignore[arg-type]
 
 
+def test_keywords_of_the_full_specification_are_enforced() -> None:
+    """``multipleOf``, ``uniqueItems``, ``propertyNames``, ``dependentRequired``: the whole of
+    JSON Schema, not a subset, so a reply is judged the same on every installation."""
+    assert validate_json_schema(6, {"multipleOf": 2}) is None
+    assert validate_json_schema(7, {"multipleOf": 2}) is not None
+    assert validate_json_schema([1, 1], {"uniqueItems": True}) is not None
+    assert validate_json_schema({"Bad": 1}, {"propertyNames": {"pattern": "^[a-z]+$"}}) \
+        is not None
+    assert validate_json_schema({"card": 1}, {"dependentRequired": {"card": ["billing"]}}) \
+        is not None
+
+
 def test_jsonschema_reports_an_invalid_schema() -> None:
-    pytest.importorskip("jsonschema")
     problem = validate_json_schema({}, {"type": "no-such-type"})
     assert problem is not None and "schema itself is invalid" in problem
+
+
+def test_validation_does_not_depend_on_the_import_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``jsonschema`` unimportable the validator fails loudly; it never falls back to a
+    weaker checker that would accept what jsonschema rejects."""
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    with pytest.raises(ImportError):
+        validate_json_schema(7, {"multipleOf": 2})
 
 
 # -- apply_structured_output and the client hook ------------------------------------------------
