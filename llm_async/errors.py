@@ -25,6 +25,8 @@
     │   └── ResponseTooLargeError            a body or event over the configured cap
     ├── StreamError                          a failure after the first chunk reached the caller
     ├── StructuredOutputError                a reply that does not validate against the schema
+    │   └── RefusalError                     the model refused instead of answering
+    ├── ToolArgumentsError                   tool-call arguments that are not JSON (also ValueError)
     ├── CircuitBreakerOpenError              the breaker rejected the call (``retry_after``)
     ├── RateLimiterError                     our own limiter cannot admit the call
     ├── BudgetExceededError                  a hard budget would be crossed; nothing was sent
@@ -64,11 +66,13 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RateLimiterError",
+    "RefusalError",
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "ServerError",
     "StreamError",
     "StructuredOutputError",
+    "ToolArgumentsError",
     "UnprocessableEntityError",
     "error_from_response",
     "parse_retry_after",
@@ -306,6 +310,29 @@ class StructuredOutputError(LLMError):
     def __init__(self, message: str, *, raw_text: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.raw_text = raw_text
+
+
+class RefusalError(StructuredOutputError):
+    """The model refused instead of giving the structured answer: ``refusal`` is what it said,
+    ``category`` the provider's reason when it names one."""
+
+    def __init__(self, message: str, *, refusal: str = "", category: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.refusal = refusal
+        self.category = category
+
+
+class ToolArgumentsError(LLMError, ValueError):
+    """A tool call's arguments are not JSON; ``raw_text`` keeps them, ``incomplete`` says the
+    reply was cut at ``max_tokens`` while they were being written."""
+
+    def __init__(self, message: str, *, raw_text: str = "", tool_name: str = "",
+                 incomplete: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+        self.tool_name = tool_name
+        self.incomplete = incomplete
 
 
 class CircuitBreakerOpenError(LLMError):

@@ -13,7 +13,9 @@ OpenRouter send ``response_format``; Anthropic has no such field, so its transpo
 extra tool whose ``input_schema`` is the schema and forces the model to call it, then hands the
 tool's input back as the reply's text. Whatever the provider, the client then runs
 :func:`apply_structured_output` on the final answer (``chat`` and the end of a stream): the
-value lands on ``response.parsed``, and a reply that is not JSON or does not validate raises
+value lands on ``response.parsed``, a reply in which the model refused raises
+:class:`~llm_async.errors.RefusalError` (a :class:`~llm_async.errors.StructuredOutputError`
+that says so), and a reply that is not JSON or does not validate raises
 :class:`~llm_async.errors.StructuredOutputError`, whose ``raw_text`` keeps the reply.
 
 JSON-schema validation is done by the ``jsonschema`` package (a dependency of the library), with
@@ -31,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import InvalidRequestError, StructuredOutputError
+from .errors import InvalidRequestError, RefusalError, StructuredOutputError
 from .types import ChatRequest, ChatResponse
 
 __all__ = [
@@ -178,11 +180,21 @@ def apply_structured_output(response: ChatResponse, request: ChatRequest) -> Cha
     """Set ``response.parsed`` from its text when ``request`` asks for structured output.
 
     A reply that called tools instead of answering is left alone (there is nothing to parse).
-    Raises :class:`~llm_async.errors.StructuredOutputError` when the reply does not validate;
-    the error names the provider and the request id.
+    A reply in which the model refused (``response.refusal``) raises
+    :class:`~llm_async.errors.RefusalError` with the refusal's words and category; a reply that
+    does not validate raises :class:`~llm_async.errors.StructuredOutputError`. Both name the
+    provider and the request id.
     """
     if request.response_format is None:
         return response
+    refusal = response.refusal
+    if refusal is not None:
+        said = f": {refusal.text}" if refusal.text else ""
+        why = f" (category {refusal.category})" if refusal.category else ""
+        raise RefusalError(f"the model refused to answer{why}{said}", refusal=refusal.text,
+                           category=refusal.category, raw_text=response.content or "",
+                           provider=response.provider or request.provider,
+                           request_id=response.request_id)
     if response.tool_calls and not response.content:
         return response
     try:

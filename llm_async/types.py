@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, ToolArgumentsError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -33,6 +33,8 @@ __all__ = [
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "Choice",
+    "Citation",
     "ContentPart",
     "FinishReason",
     "FunctionCall",
@@ -40,14 +42,21 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "Message",
+    "ProviderBlockPart",
+    "ReasoningPart",
+    "Refusal",
     "RequestMetadata",
     "Role",
+    "ServerToolCallPart",
+    "ServerToolResultPart",
     "StreamAssembler",
     "TextPart",
     "Timeout",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "TopLogprob",
     "Usage",
     "build_request",
 ]
@@ -155,11 +164,31 @@ class _Model(_FastConstruct):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class Citation(_Model):
+    """A source the model cited for a piece of text.
+
+    ``type`` is the provider's kind of citation (``url_citation`` for OpenAI annotations;
+    ``web_search_result_location``, ``char_location``, ``page_location`` ... for Anthropic).
+    ``start_index``/``end_index`` locate the cited span in the text when the provider says so.
+    ``extras`` keeps the provider's other fields verbatim (``encrypted_index``,
+    ``document_index`` ...), so a reply with citations can be sent back in a conversation.
+    """
+
+    type: str = "url_citation"
+    url: str | None = None
+    title: str | None = None
+    cited_text: str | None = None
+    start_index: int | None = None
+    end_index: int | None = None
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
 class TextPart(_Model):
-    """A text part of a message's content."""
+    """A text part of a message's content, with the sources the model cited for it."""
 
     type: Literal["text"] = "text"
     text: str
+    citations: list[Citation] | None = None
 
 
 class ImageURL(_Model):
@@ -176,7 +205,76 @@ class ImagePart(_Model):
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class ReasoningPart(_Model):
+    """The model's reasoning (Anthropic thinking, DeepSeek/vLLM ``reasoning_content``,
+    OpenRouter ``reasoning_details``, Mistral ``thinking`` parts).
+
+    ``text`` is the readable reasoning ("" when the provider hides it). ``signature`` is the
+    provider's opaque proof that the text is unmodified (Anthropic requires it back with the
+    thinking in the next turn of a tool loop). ``encrypted`` is reasoning the provider only
+    hands out encrypted (Anthropic ``redacted_thinking``, OpenRouter ``reasoning.encrypted``).
+    ``format`` names the provider's reasoning format when it gives one (OpenRouter).
+    """
+
+    type: Literal["reasoning"] = "reasoning"
+    text: str = ""
+    signature: str | None = None
+    encrypted: str | None = None
+    format: str | None = None
+
+    @property
+    def redacted(self) -> bool:
+        """Whether the reasoning is only available encrypted."""
+        return self.encrypted is not None and not self.text
+
+
+class ServerToolCallPart(_Model):
+    """A tool the provider ran itself (Anthropic ``server_tool_use``: web search, code
+    execution, web fetch ...). ``kind`` is the provider's block type; ``extras`` keeps its
+    other fields verbatim."""
+
+    type: Literal["server_tool_call"] = "server_tool_call"
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    kind: str = "server_tool_use"
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerToolResultPart(_Model):
+    """The result of a provider-run tool (Anthropic ``web_search_tool_result``,
+    ``code_execution_tool_result`` ...). ``content`` is the provider's result as sent (for web
+    search: the list of results, each with its opaque ``encrypted_content``)."""
+
+    type: Literal["server_tool_result"] = "server_tool_result"
+    tool_call_id: str
+    kind: str = "web_search_tool_result"
+    content: Any = None
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of a web search's results."""
+        if not isinstance(self.content, list):
+            return []
+        return [str(item["url"]) for item in self.content
+                if isinstance(item, Mapping) and isinstance(item.get("url"), str)]
+
+
+class ProviderBlockPart(_Model):
+    """A content block of a kind this library has no type for (Anthropic ``compaction``,
+    ``container_upload`` ...), kept verbatim so that it can be sent back to ``provider``."""
+
+    type: Literal["provider_block"] = "provider_block"
+    provider: str
+    block: dict[str, Any]
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | ReasoningPart | ServerToolCallPart | ServerToolResultPart
+    | ProviderBlockPart,
+    Field(discriminator="type"),
+]
 
 
 class FunctionCall(_Model):
@@ -187,19 +285,48 @@ class FunctionCall(_Model):
 
 
 class ToolCall(_Model):
-    """A complete tool call made by the assistant."""
+    """A complete tool call made by the assistant.
+
+    ``incomplete`` is set when the reply was cut (``max_tokens``) while the model was still
+    writing the arguments: they are then not valid JSON.
+    """
 
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    incomplete: bool = False
 
     @property
     def name(self) -> str:
         return self.function.name
 
     def parsed_arguments(self) -> Any:
-        """The arguments as JSON (raises :class:`json.JSONDecodeError` when they are not JSON)."""
-        return json.loads(self.function.arguments or "{}")
+        """The arguments as JSON.
+
+        Raises :class:`~llm_async.errors.ToolArgumentsError` (a ``ValueError``, with the raw
+        text and whether the call was cut) when they are not JSON.
+        """
+        text = self.function.arguments or "{}"
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            cut = " (the reply was cut at max_tokens)" if self.incomplete else ""
+            raise ToolArgumentsError(
+                f"the arguments of tool call {self.id!r} ({self.name}) are not JSON{cut}: {exc}",
+                raw_text=self.function.arguments, tool_name=self.name,
+                incomplete=self.incomplete) from None
+
+
+def mark_incomplete(calls: list[ToolCall], finish_reason: str | None) -> list[ToolCall]:
+    """Mark the tool calls whose arguments were cut by ``max_tokens`` (not valid JSON)."""
+    if finish_reason != "length":
+        return calls
+    for call in calls:
+        try:
+            json.loads(call.function.arguments or "{}")
+        except ValueError:
+            call.incomplete = True
+    return calls
 
 
 class ToolCallDelta(_Model):
@@ -357,6 +484,9 @@ class ChatRequest(_Model):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    n: int | None = Field(default=None, ge=1, le=128)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stream: bool = False
     metadata: RequestMetadata = Field(default_factory=RequestMetadata)
     extra_body: dict[str, Any] = Field(default_factory=dict)
@@ -525,8 +655,98 @@ class Usage(_FastConstruct):
         return self.cache_read_tokens
 
 
+class TopLogprob(_FastConstruct):
+    """One of the most likely tokens at a position, with its log probability."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(_FastConstruct):
+    """The log probability of one output token (and the ``top_logprobs`` alternatives)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class Refusal(_FastConstruct):
+    """The model declined to answer.
+
+    ``text`` is what it said instead (OpenAI's ``refusal``, Anthropic's ``stop_details``
+    explanation; "" when the provider gives no words), ``category`` the provider's reason when
+    it names one (Anthropic ``stop_details.category``: ``cyber``, ``bio`` ...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = ""
+    category: str | None = None
+
+
+def _joined_reasoning(parts: list[Any]) -> str:
+    return "".join(p.text for p in parts if isinstance(p, ReasoningPart))
+
+
+def _citations(parts: list[Any]) -> list[Citation]:
+    return [c for p in parts if isinstance(p, TextPart) and p.citations for c in p.citations]
+
+
+def _assistant_message(content: str | None, parts: list[Any],
+                       tool_calls: list[ToolCall]) -> Message:
+    if parts:
+        body: str | list[Any] | None = list(parts)
+    else:
+        body = content if (content or not tool_calls) else None
+    return Message(role="assistant", content=body if body is not None else None,
+                   tool_calls=list(tool_calls) or None)
+
+
+class Choice(_FastConstruct):
+    """One of the ``n`` answers of a call (``response.choices``; choice 0 is the response's
+    own fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = 0
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    parts: list[ContentPart] = Field(default_factory=list)
+    refusal: Refusal | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+    @property
+    def text(self) -> str:
+        return self.content or ""
+
+    @property
+    def reasoning(self) -> str:
+        return _joined_reasoning(self.parts)
+
+    @property
+    def message(self) -> Message:
+        """This choice as an assistant :class:`Message`, to append to the conversation."""
+        return _assistant_message(self.content, self.parts, self.tool_calls)
+
+
 class ChatResponse(_FastConstruct):
-    """A complete answer, from a unary call or assembled from a stream."""
+    """A complete answer, from a unary call or assembled from a stream.
+
+    ``content`` is the reply's text and ``tool_calls`` the functions it calls. ``parts`` holds
+    the reply's content blocks in the provider's order when there is more to it than text:
+    reasoning (with signatures), text with citations, provider-run tools and their results,
+    images. ``message`` turns all of it into the assistant :class:`Message` to send back in the
+    next turn. ``refusal`` is set when the model declined; ``logprobs`` when they were asked
+    for; ``extras`` keeps provider fields this model has no place for (Azure
+    ``content_filter_results``, ``system_fingerprint``, ``service_tier`` ...).
+    """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -546,6 +766,11 @@ class ChatResponse(_FastConstruct):
     cost_estimated: bool = False
     provider_cost: float | None = None
     parsed: Any = None
+    parts: list[ContentPart] = Field(default_factory=list)
+    refusal: Refusal | None = None
+    logprobs: list[TokenLogprob] | None = None
+    other_choices: list[Choice] = Field(default_factory=list)
+    extras: dict[str, Any] = Field(default_factory=dict)
     raw: Any = Field(default=None, repr=False)
 
     @property
@@ -553,10 +778,48 @@ class ChatResponse(_FastConstruct):
         """The reply's text ("" when the model only called tools)."""
         return self.content or ""
 
+    @property
+    def reasoning(self) -> str:
+        """The readable reasoning of the reply ("" when there is none or it is encrypted)."""
+        return _joined_reasoning(self.parts)
+
+    @property
+    def reasoning_parts(self) -> list[ReasoningPart]:
+        return [p for p in self.parts if isinstance(p, ReasoningPart)]
+
+    @property
+    def citations(self) -> list[Citation]:
+        """Every source cited in the reply's text, in order."""
+        return _citations(self.parts)
+
+    @property
+    def choices(self) -> list[Choice]:
+        """Every answer when ``n`` > 1 was asked for; ``choices[0]`` is this response's own."""
+        first = Choice.model_construct(
+            index=0, content=self.content, tool_calls=self.tool_calls,
+            finish_reason=self.finish_reason, parts=self.parts, refusal=self.refusal,
+            logprobs=self.logprobs)
+        return [first, *self.other_choices]
+
+    @property
+    def message(self) -> Message:
+        """The reply as an assistant :class:`Message`, ready to append to ``messages``: with its
+        reasoning blocks and signatures, citations and provider-tool blocks, which providers
+        require back in the next turn of a tool loop."""
+        return _assistant_message(self.content, self.parts, self.tool_calls)
+
 
 class ChatChunk(_FastConstruct):
     """One streamed piece: a text delta, tool-call fragments, and at the end a finish reason
-    and (on the final chunk) the usage."""
+    and (on the final chunk) the usage.
+
+    ``reasoning`` and ``refusal`` are deltas of their own kind, apart from the text. ``index``
+    is the choice the chunk belongs to (only ever not 0 when ``n`` > 1 was asked for).
+    ``parts`` holds complete content blocks (reasoning with signatures, citations, provider
+    tools), sent once by transports whose provider streams such blocks, on the final chunk;
+    ``citations`` are sources as they stream in; ``refusal_details`` the provider's refusal
+    reason; ``extras`` provider fields without a place here (Azure ``content_filter_results``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -567,6 +830,14 @@ class ChatChunk(_FastConstruct):
     id: str | None = None
     model: str | None = None
     provider_cost: float | None = None
+    reasoning: str = ""
+    refusal: str = ""
+    index: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    citations: list[Citation] | None = None
+    parts: list[ContentPart] | None = None
+    refusal_details: Refusal | None = None
+    extras: dict[str, Any] | None = None
 
     @classmethod
     def construct_fast(cls, delta: str, tool_calls: list[ToolCallDelta],
@@ -577,41 +848,40 @@ class ChatChunk(_FastConstruct):
         instance, built without the generic per-field loop. The values are trusted."""
         obj = _new(cls)
         _set_dict(obj, {"delta": delta, "tool_calls": tool_calls, "finish_reason": finish_reason,
-                        "usage": usage, "id": id, "model": model, "provider_cost": None})
+                        "usage": usage, "id": id, "model": model, "provider_cost": None,
+                        "reasoning": "", "refusal": "", "index": 0, "logprobs": None,
+                        "citations": None, "parts": None, "refusal_details": None,
+                        "extras": None})
         _set_fields_set(obj, {"delta", "tool_calls", "finish_reason", "usage", "id", "model"})
         _set_extra(obj, None)
         _set_private(obj, None)
         return obj
 
 
-class StreamAssembler:
-    """Folds chunks into the final :class:`ChatResponse` (text, tool calls, usage).
+class _ChoiceAssembler:
+    """The fold of one choice's chunks."""
 
-    Used by the client for ``stream.final_response`` and by any layer that needs the whole answer
-    of a stream (cost, cache, dedup).
-    """
-
-    __slots__ = ("_calls", "_parts", "chunks", "finish_reason", "id", "model", "provider_cost",
-                 "usage")
+    __slots__ = ("calls", "citations", "finish_reason", "logprobs", "parts", "reasoning",
+                 "refusal", "refusal_details", "text")
 
     def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._calls: dict[int, list[Any]] = {}
-        self.chunks = 0
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, list[Any]] = {}
+        self.citations: list[Citation] = []
+        self.logprobs: list[TokenLogprob] | None = None
+        self.parts: list[Any] | None = None
+        self.refusal_details: Refusal | None = None
         self.finish_reason: FinishReason | None = None
-        self.usage: Usage | None = None
-        self.id: str | None = None
-        self.model: str | None = None
-        self.provider_cost: float | None = None
 
     def add(self, chunk: ChatChunk) -> None:
-        self.chunks += 1
         if chunk.delta:
-            self._parts.append(chunk.delta)
+            self.text.append(chunk.delta)
         for tc in chunk.tool_calls:
-            slot = self._calls.get(tc.index)
+            slot = self.calls.get(tc.index)
             if slot is None:
-                slot = self._calls[tc.index] = [tc.id, tc.name, []]
+                slot = self.calls[tc.index] = [tc.id, tc.name, []]
             if tc.id:
                 slot[0] = tc.id
             if tc.name:
@@ -620,6 +890,87 @@ class StreamAssembler:
                 slot[2].append(tc.arguments)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
+        if chunk.reasoning:
+            self.reasoning.append(chunk.reasoning)
+        if chunk.refusal:
+            self.refusal.append(chunk.refusal)
+        if chunk.citations:
+            self.citations.extend(chunk.citations)
+        if chunk.logprobs:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(chunk.logprobs)
+        if chunk.parts is not None:
+            self.parts = [*(self.parts or ()), *chunk.parts]
+        if chunk.refusal_details is not None:
+            self.refusal_details = chunk.refusal_details
+
+    def tool_calls(self) -> list[ToolCall]:
+        calls = [
+            ToolCall(id=slot[0] or f"call_{index}",
+                     function=FunctionCall(name=slot[1] or "", arguments="".join(slot[2])))
+            for index, slot in sorted(self.calls.items())
+        ]
+        return mark_incomplete(calls, self.finish_reason)
+
+    def choice_fields(self) -> dict[str, Any]:
+        text = "".join(self.text)
+        calls = self.tool_calls()
+        parts: list[Any]
+        if self.parts is not None:
+            parts = self.parts
+        else:
+            reasoning = "".join(self.reasoning)
+            parts = []
+            if reasoning or self.citations:
+                if reasoning:
+                    parts.append(ReasoningPart(text=reasoning))
+                if text:
+                    parts.append(TextPart(text=text, citations=self.citations or None))
+        refusal = self.refusal_details
+        joined = "".join(self.refusal)
+        if joined:
+            refusal = Refusal(text=joined, category=refusal.category if refusal else None)
+        return {
+            "content": text if (text or not calls) else None,
+            "tool_calls": calls,
+            "finish_reason": self.finish_reason,
+            "parts": parts,
+            "refusal": refusal,
+            "logprobs": self.logprobs,
+        }
+
+
+class StreamAssembler:
+    """Folds chunks into the final :class:`ChatResponse` (text, reasoning, tool calls, usage,
+    the other choices of ``n`` > 1).
+
+    Used by the client for ``stream.final_response`` and by any layer that needs the whole answer
+    of a stream (cost, cache, dedup).
+    """
+
+    __slots__ = ("_choice", "_others", "chunks", "extras", "id", "model", "provider_cost",
+                 "usage")
+
+    def __init__(self) -> None:
+        self._choice = _ChoiceAssembler()
+        self._others: dict[int, _ChoiceAssembler] = {}
+        self.chunks = 0
+        self.usage: Usage | None = None
+        self.id: str | None = None
+        self.model: str | None = None
+        self.provider_cost: float | None = None
+        self.extras: dict[str, Any] = {}
+
+    def add(self, chunk: ChatChunk) -> None:
+        self.chunks += 1
+        if chunk.index:
+            other = self._others.get(chunk.index)
+            if other is None:
+                other = self._others[chunk.index] = _ChoiceAssembler()
+            other.add(chunk)
+        else:
+            self._choice.add(chunk)
         if chunk.usage is not None:
             self.usage = chunk.usage
         if chunk.id and self.id is None:
@@ -628,30 +979,35 @@ class StreamAssembler:
             self.model = chunk.model
         if chunk.provider_cost is not None:
             self.provider_cost = chunk.provider_cost
+        if chunk.extras:
+            self.extras.update(chunk.extras)
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self._choice.finish_reason
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        return "".join(self._choice.text)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._choice.reasoning)
 
     def tool_calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(id=slot[0] or f"call_{index}",
-                     function=FunctionCall(name=slot[1] or "", arguments="".join(slot[2])))
-            for index, slot in sorted(self._calls.items())
-        ]
+        return self._choice.tool_calls()
 
     def response(self, **fields: Any) -> ChatResponse:
         """The assembled response; ``fields`` (provider, latency, ...) are set on it too."""
-        text = self.text
-        calls = self.tool_calls()
         values: dict[str, Any] = {
             "id": self.id or "",
             "model": self.model or "",
-            "content": text if (text or not calls) else None,
-            "tool_calls": calls,
-            "finish_reason": self.finish_reason,
+            **self._choice.choice_fields(),
             "usage": self.usage or Usage(),
             "provider_cost": self.provider_cost,
+            "extras": dict(self.extras),
+            "other_choices": [Choice(index=index, **other.choice_fields())
+                              for index, other in sorted(self._others.items())],
         }
         values.update(fields)
         return ChatResponse(**values)

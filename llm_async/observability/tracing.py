@@ -81,7 +81,9 @@ from ..types import (
     ChatResponse,
     ImagePart,
     Message,
+    ReasoningPart,
     StreamAssembler,
+    TextPart,
     Usage,
 )
 from .facade import CallRecord, Observability, get_observability
@@ -289,8 +291,10 @@ def _parts(message: Message) -> list[dict[str, Any]]:
                 if url.startswith("data:"):
                     url = url.split(",", 1)[0] + ",..."
                 parts.append({"type": "uri", "modality": "image", "uri": url})
-            else:
+            elif isinstance(part, TextPart):
                 parts.append({"type": "text", "content": part.text})
+            elif isinstance(part, ReasoningPart):
+                parts.append({"type": "reasoning", "content": part.text})
     for call in message.tool_calls or ():
         parts.append({"type": "tool_call", "id": call.id, "name": call.function.name,
                       "arguments": call.function.arguments})

@@ -19,12 +19,26 @@ Request mapping (our :class:`~llm_async.types.ChatRequest` → Anthropic):
 Response mapping: text blocks → ``content``, ``tool_use`` blocks → ``tool_calls`` (input as JSON
 text), ``stop_reason`` → our finish reasons, and usage with cache tokens
 (``input_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens``).
+Every other block is kept, in order, in ``response.parts``: ``thinking`` (with its signature)
+and ``redacted_thinking`` as :class:`~llm_async.types.ReasoningPart`, text with its
+``citations``, ``server_tool_use`` and the ``*_tool_result`` blocks of provider-run tools, and
+any block of a kind without a type here as a :class:`~llm_async.types.ProviderBlockPart`. A
+``refusal`` stop becomes ``response.refusal`` (with ``stop_details``' category and explanation).
+``response.message`` holds all of it, and an assistant message with such parts is sent back
+block for block: the next turn of a tool loop with extended thinking gets its signed thinking
+blocks back, as Anthropic requires. Reasoning without a signature (from another provider) is
+left out.
+
 Streams follow the whole event sequence; ``ping`` and unknown events are ignored, an ``error``
 event raises the typed error (``overloaded_error`` → :class:`~llm_async.errors.OverloadedError`).
+Thinking streams as ``chunk.reasoning``; the blocks with their signatures arrive complete on
+the final chunk (``chunk.parts``). A stream whose ``message_delta`` carried the stop reason is
+complete even when the server closes before ``message_stop``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -37,14 +51,21 @@ from ...types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Citation,
     FinishReason,
     FunctionCall,
     ImagePart,
     Message,
+    ProviderBlockPart,
+    ReasoningPart,
+    Refusal,
+    ServerToolCallPart,
+    ServerToolResultPart,
     TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
+    mark_incomplete,
 )
 from ..sse import SSEEvent
 from .base import HTTPTransport
@@ -144,17 +165,123 @@ def _image_block(part: ImagePart, where: str) -> dict[str, Any]:
         provider="anthropic")
 
 
-def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _citation_payload(citation: Citation) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": citation.type}
+    for key in ("cited_text", "url", "title"):
+        value = getattr(citation, key)
+        if value is not None:
+            out[key] = value
+    out.update(citation.extras)
+    return out
+
+
+def parse_citation(raw: Mapping[str, Any]) -> Citation:
+    """An Anthropic citation object as a :class:`Citation` (other fields kept in ``extras``)."""
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value if isinstance(value, str) else None
+
+    return Citation(type=str(raw.get("type") or "citation"), url=text("url"), title=text("title"),
+                    cited_text=text("cited_text"),
+                    extras={k: v for k, v in raw.items()
+                            if k not in ("type", "url", "title", "cited_text")})
+
+
+def _part_block(part: Any, where: str, assistant: bool) -> dict[str, Any] | None:
+    """The Anthropic block of one content part (``None`` for a part Anthropic cannot take)."""
+    if isinstance(part, TextPart):
+        if not part.text.strip():
+            return None
+        block: dict[str, Any] = {"type": "text", "text": part.text}
+        if part.citations and assistant:
+            block["citations"] = [_citation_payload(c) for c in part.citations]
+        return block
+    if isinstance(part, ImagePart):
+        return _image_block(part, where)
+    if not assistant:
+        return None
+    if isinstance(part, ReasoningPart):
+        if part.encrypted is not None and not part.text:
+            return {"type": "redacted_thinking", "data": part.encrypted}
+        if part.signature:
+            return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        return None  # reasoning without Anthropic's signature cannot be sent back
+    if isinstance(part, ServerToolCallPart):
+        return {**part.extras, "type": part.kind, "id": part.id, "name": part.name,
+                "input": part.input}
+    if isinstance(part, ServerToolResultPart):
+        return {**part.extras, "type": part.kind, "tool_use_id": part.tool_call_id,
+                "content": part.content}
+    if isinstance(part, ProviderBlockPart) and part.provider == "anthropic":
+        return dict(part.block)
+    return None
+
+
+def _content_blocks(content: Any, where: str, assistant: bool = False) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     blocks: list[dict[str, Any]] = []
     for index, part in enumerate(content or ()):
-        if isinstance(part, TextPart):
-            if part.text.strip():
-                blocks.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            blocks.append(_image_block(part, f"{where}[{index}]"))
+        block = _part_block(part, f"{where}[{index}]", assistant)
+        if block is not None:
+            blocks.append(block)
     return blocks
+
+
+# Block types that hold a provider-run tool's result (``web_search_tool_result`` ...).
+def _is_server_result(kind: str) -> bool:
+    return kind.endswith("_tool_result") and kind != "tool_result"
+
+
+def block_part(block: Mapping[str, Any]) -> Any:
+    """Our part for an Anthropic content block other than ``text`` and ``tool_use``."""
+    kind = str(block.get("type") or "")
+    if kind == "thinking":
+        signature = block.get("signature")
+        return ReasoningPart.model_construct(
+            text=str(block.get("thinking") or ""),
+            signature=signature if isinstance(signature, str) and signature else None,
+            encrypted=None, format=None)
+    if kind == "redacted_thinking":
+        return ReasoningPart.model_construct(text="", signature=None,
+                                             encrypted=str(block.get("data") or ""), format=None)
+    if kind in ("server_tool_use", "mcp_tool_use"):
+        raw_input = block.get("input")
+        return ServerToolCallPart(
+            id=str(block.get("id") or ""), name=str(block.get("name") or ""),
+            input=dict(raw_input) if isinstance(raw_input, Mapping) else {}, kind=kind,
+            extras={k: v for k, v in block.items() if k not in ("type", "id", "name", "input")})
+    if _is_server_result(kind):
+        return ServerToolResultPart(
+            tool_call_id=str(block.get("tool_use_id") or ""), kind=kind,
+            content=block.get("content"),
+            extras={k: v for k, v in block.items()
+                    if k not in ("type", "tool_use_id", "content")})
+    return ProviderBlockPart(provider="anthropic", block=dict(block))
+
+
+def stop_refusal(reason: Any, details: Any) -> Refusal | None:
+    """The refusal of a ``refusal`` stop (``stop_details`` gives its category and words)."""
+    if reason != "refusal":
+        return None
+    details = details if isinstance(details, Mapping) else {}
+    explanation = details.get("explanation")
+    category = details.get("category")
+    return Refusal.model_construct(
+        text=explanation if isinstance(explanation, str) else "",
+        category=category if isinstance(category, str) else None)
+
+
+_MESSAGE_FIELDS = frozenset({"id", "type", "role", "model", "content", "stop_reason", "usage"})
+
+
+def _extras(obj: Mapping[str, Any], into: dict[str, Any]) -> None:
+    for key, value in obj.items():
+        if key not in _MESSAGE_FIELDS and value is not None:
+            into[key] = value
+    usage = obj.get("usage")
+    if isinstance(usage, Mapping) and isinstance(usage.get("server_tool_use"), Mapping):
+        into["server_tool_use"] = usage["server_tool_use"]
 
 
 class _Turn:
@@ -226,6 +353,11 @@ class AnthropicTransport(HTTPTransport):
     def build_payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The Messages API body for ``request`` (raises :class:`InvalidRequestError` for input
         Anthropic cannot take, before anything is sent)."""
+        for name in ("n", "logprobs", "top_logprobs"):
+            value = getattr(request, name)
+            if value is not None and not (name == "n" and value == 1) and value is not False:
+                raise InvalidRequestError(f"Anthropic does not support {name}", field=name,
+                                          provider=self.provider)
         system, messages = self._messages(request)
         body: dict[str, Any] = {
             "model": request.model,
@@ -293,7 +425,8 @@ class AnthropicTransport(HTTPTransport):
             if content:
                 block["content"] = content
             return "user", [block], False
-        blocks = _content_blocks(message.content, f"{where}.content")
+        blocks = _content_blocks(message.content, f"{where}.content",
+                                 assistant=message.role == "assistant")
         if message.role == "user":
             return "user", blocks, isinstance(message.content, str)
         for j, call in enumerate(message.tool_calls or ()):
@@ -376,13 +509,21 @@ class AnthropicTransport(HTTPTransport):
         spec = output_schema(request.response_format)
         texts: list[str] = []
         calls: list[ToolCall] = []
+        parts: list[Any] = []
+        rich = False  # whether there is more than text and tool calls
         structured: str | None = None
         for block in content:
             if not isinstance(block, Mapping):
                 raise ProtocolError("content block is not an object", provider=self.provider)
             kind = block.get("type")
             if kind == "text":
-                texts.append(str(block.get("text") or ""))
+                text = str(block.get("text") or "")
+                texts.append(text)
+                raw_citations = block.get("citations")
+                cited = [parse_citation(c) for c in raw_citations or ()
+                         if isinstance(c, Mapping)] if isinstance(raw_citations, list) else []
+                rich = rich or bool(cited)
+                parts.append(TextPart(text=text, citations=cited or None))
             elif kind == "tool_use":
                 try:
                     name = str(block["name"])
@@ -396,21 +537,31 @@ class AnthropicTransport(HTTPTransport):
                     calls.append(ToolCall.model_construct(
                         id=str(block.get("id") or ""), type="function",
                         function=FunctionCall.model_construct(name=name, arguments=arguments)))
-        reason = stop_reason(data.get("stop_reason"))
+            else:
+                rich = True
+                parts.append(block_part(block))
+        raw_reason = data.get("stop_reason")
+        reason = stop_reason(raw_reason)
         if structured is not None:
-            text: str | None = structured
+            text_out: str | None = structured
             if not calls and reason == "tool_calls":
                 reason = "stop"
+            parts = [p for p in parts if not isinstance(p, TextPart)]
         else:
             joined = "".join(texts)
-            text = joined if (joined or not calls) else None
+            text_out = joined if (joined or not calls) else None
+        extras: dict[str, Any] = {}
+        _extras(data, extras)
         return ChatResponse.model_construct(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or request.model),
-            content=text,
-            tool_calls=calls,
+            content=text_out,
+            tool_calls=mark_incomplete(calls, reason),
             finish_reason=reason,
             usage=anthropic_usage(data.get("usage")) or Usage(),
+            parts=parts if rich else [],
+            refusal=stop_refusal(raw_reason, data.get("stop_details")),
+            extras=extras,
             raw=data,
         )
 
@@ -438,18 +589,36 @@ def _unwrap(spec: OutputSchema, value: Any, text: str) -> str:
     return text
 
 
+class _Block:
+    """What the stream parser knows of one content block."""
+
+    __slots__ = ("citations", "data", "json", "kind", "signature", "text", "tool")
+
+    def __init__(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        self.kind = kind  # text | thinking | tool | output | wrapped | skip | block
+        self.data = data or {}
+        self.text: list[str] = []
+        self.json: list[str] = []
+        self.citations: list[Citation] = []
+        self.signature: str | None = None
+        self.tool = 0
+
+
 class _AnthropicStreamParser:
     """Messages-API stream events → :class:`ChatChunk`.
 
-    Text deltas become text chunks, a ``tool_use`` block becomes a tool-call fragment with its id
-    and name followed by its ``input_json_delta`` pieces, and ``message_stop`` yields the final
-    chunk with the finish reason and the usage of ``message_start`` and ``message_delta``
-    combined. The forced structured-output tool streams as text (its JSON), or — when the schema
-    had to be wrapped in an object — arrives as one text chunk when its block ends.
+    Text deltas become text chunks, thinking deltas reasoning chunks, citation deltas chunks
+    with ``citations``, a ``tool_use`` block becomes a tool-call fragment with its id and name
+    followed by its ``input_json_delta`` pieces, and ``message_stop`` yields the final chunk
+    with the finish reason, the usage of ``message_start`` and ``message_delta`` combined, the
+    refusal, and — when the reply had more than text and tool calls — every block in order
+    (``parts``: signed thinking, cited text, provider-run tools and their results). The forced
+    structured-output tool streams as text (its JSON), or — when the schema had to be wrapped
+    in an object — arrives as one text chunk when its block ends.
     """
 
-    __slots__ = ("_buffer", "_kinds", "_spec", "_stop", "_tools", "_usage", "done", "id", "model",
-                 "request", "transport")
+    __slots__ = ("_blocks", "_details", "_extras", "_spec", "_stop", "_tools", "_usage", "done",
+                 "id", "model", "request", "transport")
 
     def __init__(self, transport: AnthropicTransport, request: ChatRequest) -> None:
         self.transport = transport
@@ -460,9 +629,10 @@ class _AnthropicStreamParser:
         self._spec = output_schema(request.response_format)
         self._usage: dict[str, int] = {}
         self._stop: str | None = None
-        self._kinds: dict[int, str] = {}  # block index -> text | tool | output | wrapped | other
-        self._tools: dict[int, int] = {}  # block index -> our tool-call index
-        self._buffer: list[str] = []
+        self._details: Any = None
+        self._extras: dict[str, Any] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._tools = 0
 
     def _chunk(self, **fields: Any) -> ChatChunk:
         values: dict[str, Any] = {"delta": "", "tool_calls": [], "finish_reason": None,
@@ -486,42 +656,66 @@ class _AnthropicStreamParser:
         handler = _HANDLERS.get(str(kind))
         return handler(self, obj) if handler is not None else []  # unknown events: ignored
 
+    def end(self) -> list[ChatChunk] | None:
+        """The final chunk when the body ended after the stop reason but before
+        ``message_stop``; ``None`` when the stream was cut earlier."""
+        if self._stop is None:
+            return None
+        return self._message_stop({})
+
     def _message_start(self, obj: dict[str, Any]) -> list[ChatChunk]:
         message = obj.get("message") or {}
         if isinstance(message, Mapping):
             self.id = _opt_str(message.get("id")) or self.id
             self.model = _opt_str(message.get("model")) or self.model
             self._merge_usage(message.get("usage"))
+            _extras(message, self._extras)
         return []
 
     def _block_start(self, obj: dict[str, Any]) -> list[ChatChunk]:
         index = int(obj.get("index") or 0)
         block = obj.get("content_block") or {}
-        kind = block.get("type") if isinstance(block, Mapping) else None
+        if not isinstance(block, Mapping):
+            raise ProtocolError(f"malformed content block: {block!r:.80}",
+                                provider=self.transport.provider)
+        kind = block.get("type")
         spec = self._spec
         if kind == "text":
-            self._kinds[index] = "other" if spec is not None else "text"
+            state = self._blocks[index] = _Block("skip" if spec is not None else "text")
             text = _text(block.get("text"))
-            return [self._chunk(delta=text)] if text and spec is None else []
+            if text and spec is None:
+                state.text.append(text)
+                return [self._chunk(delta=text)]
+            return []
         if kind == "tool_use":
             name = str(block.get("name") or "")
             start = block.get("input")
             initial = _json.dumps(start).decode() if start else ""
             if spec is not None and name == spec.name:
-                self._kinds[index] = "output" if spec.is_object else "wrapped"
-                if initial:
-                    return self._output(index, initial)
-                return []
-            self._kinds[index] = "tool"
-            position = self._tools[index] = len(self._tools)
+                state = self._blocks[index] = _Block("output" if spec.is_object else "wrapped")
+                return self._output(state, initial) if initial else []
+            state = self._blocks[index] = _Block("tool")
+            state.tool = self._tools
+            self._tools += 1
             return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
-                index=position, id=_opt_str(block.get("id")), name=name, arguments=initial)])]
-        self._kinds[index] = "other"  # thinking, server tools, ...: not part of our model
+                index=state.tool, id=_opt_str(block.get("id")), name=name,
+                arguments=initial)])]
+        if kind == "thinking":
+            state = self._blocks[index] = _Block("thinking")
+            text = _text(block.get("thinking"))
+            state.signature = _opt_str(block.get("signature")) or None
+            if text:
+                state.text.append(text)
+                return [self._chunk(reasoning=text)]
+            return []
+        # redacted thinking, provider-run tools and their results, blocks of other kinds:
+        # kept whole (their deltas, if any, are merged in) and sent on the final chunk.
+        self._blocks[index] = _Block("block", dict(block))
         return []
 
-    def _output(self, index: int, text: str) -> list[ChatChunk]:
-        if self._kinds.get(index) == "wrapped":
-            self._buffer.append(text)
+    def _output(self, state: _Block, text: str) -> list[ChatChunk]:
+        if state.kind == "wrapped":
+            state.json.append(text)
             return []
         return [self._chunk(delta=text)]
 
@@ -530,28 +724,58 @@ class _AnthropicStreamParser:
         delta = obj.get("delta") or {}
         if not isinstance(delta, Mapping):
             return []
+        state = self._blocks.get(index)
+        if state is None:  # a delta without its block start: treat it as text
+            state = self._blocks[index] = _Block("text" if self._spec is None else "skip")
         dtype = delta.get("type")
-        kind = self._kinds.get(index, "text" if self._spec is None else "other")
-        if dtype == "text_delta" and kind == "text":
+        kind = state.kind
+        if dtype == "text_delta":
             text = _text(delta.get("text"))
-            return [self._chunk(delta=text)] if text else []
+            if kind == "text" and text:
+                state.text.append(text)
+                return [self._chunk(delta=text)]
+            return []
+        if dtype == "thinking_delta":
+            text = _text(delta.get("thinking"))
+            if text:
+                state.text.append(text)
+                return [self._chunk(reasoning=text)]
+            return []
+        if dtype == "signature_delta":
+            state.signature = (state.signature or "") + _text(delta.get("signature"))
+            return []
+        if dtype == "citations_delta":
+            raw = delta.get("citation")
+            if isinstance(raw, Mapping):
+                citation = parse_citation(raw)
+                state.citations.append(citation)
+                return [self._chunk(citations=[citation])]
+            return []
         if dtype == "input_json_delta":
             piece = _text(delta.get("partial_json"))
             if not piece:
                 return []
             if kind == "tool":
                 return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
-                    index=self._tools[index], id=None, name=None, arguments=piece)])]
+                    index=state.tool, id=None, name=None, arguments=piece)])]
             if kind in ("output", "wrapped"):
-                return self._output(index, piece)
-        return []  # thinking, signature and citation deltas are not part of our model
+                return self._output(state, piece)
+            state.json.append(piece)
+            return []
+        if kind == "block":  # another kind's delta: its string fields extend the block's
+            for key, value in delta.items():
+                if key != "type" and isinstance(value, str):
+                    previous = state.data.get(key)
+                    state.data[key] = (previous if isinstance(previous, str) else "") + value
+        return []
 
     def _block_stop(self, obj: dict[str, Any]) -> list[ChatChunk]:
         index = int(obj.get("index") or 0)
-        if self._kinds.get(index) != "wrapped" or self._spec is None:
+        state = self._blocks.get(index)
+        if state is None or state.kind != "wrapped" or self._spec is None:
             return []
-        text = "".join(self._buffer)
-        self._buffer.clear()
+        text = "".join(state.json)
+        state.json.clear()
         try:
             value = _json.loads(text or "{}")
         except ValueError:
@@ -560,17 +784,52 @@ class _AnthropicStreamParser:
 
     def _message_delta(self, obj: dict[str, Any]) -> list[ChatChunk]:
         delta = obj.get("delta") or {}
-        if isinstance(delta, Mapping) and delta.get("stop_reason"):
-            self._stop = str(delta["stop_reason"])
+        if isinstance(delta, Mapping):
+            if delta.get("stop_reason"):
+                self._stop = str(delta["stop_reason"])
+            if delta.get("stop_details") is not None:
+                self._details = delta["stop_details"]
+            for key, value in delta.items():
+                if key != "stop_reason" and value is not None:
+                    self._extras[key] = value
         self._merge_usage(obj.get("usage"))
+        usage = obj.get("usage")
+        if isinstance(usage, Mapping) and isinstance(usage.get("server_tool_use"), Mapping):
+            self._extras["server_tool_use"] = usage["server_tool_use"]
         return []
+
+    def _parts(self) -> list[Any] | None:
+        """Every block in order, when the reply had more than text and tool calls."""
+        blocks = [state for _, state in sorted(self._blocks.items())]
+        if not any(b.kind in ("thinking", "block") or b.citations for b in blocks):
+            return None
+        parts: list[Any] = []
+        for state in blocks:
+            if state.kind == "text":
+                parts.append(TextPart(text="".join(state.text),
+                                      citations=state.citations or None))
+            elif state.kind == "thinking":
+                parts.append(ReasoningPart.model_construct(
+                    text="".join(state.text), signature=state.signature or None,
+                    encrypted=None, format=None))
+            elif state.kind == "block":
+                data = state.data
+                if state.json:
+                    with contextlib.suppress(ValueError):
+                        data = {**data, "input": _json.loads("".join(state.json))}
+                parts.append(block_part(data))
+        return parts
 
     def _message_stop(self, obj: dict[str, Any]) -> list[ChatChunk]:
         self.done = True
         reason = stop_reason(self._stop) or "stop"
         if reason == "tool_calls" and not self._tools:
             reason = "stop"  # only the structured-output tool was called
-        return [self._chunk(finish_reason=reason, usage=anthropic_usage(self._usage))]
+        chunk = self._chunk(finish_reason=reason, usage=anthropic_usage(self._usage))
+        chunk.parts = self._parts()
+        chunk.refusal_details = stop_refusal(self._stop, self._details)
+        chunk.extras = self._extras or None
+        return [chunk]
 
     def _error(self, obj: dict[str, Any]) -> list[ChatChunk]:
         raise self.transport.stream_error(obj.get("error"), self.request)

@@ -49,11 +49,18 @@ _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, Ov
 
 
 class StreamParser(Protocol):
-    """Turns the SSE events of one stream into chunks; ``done`` once the stream has completed."""
+    """Turns the SSE events of one stream into chunks; ``done`` once the stream has completed.
+
+    ``end()`` is asked when the body ends before ``done``: the last chunks when what was read
+    is a complete answer whose terminator the server left out (many servers end after the
+    finish chunk without ``[DONE]``), ``None`` when the stream was cut.
+    """
 
     done: bool
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]: ...
+
+    def end(self) -> list[ChatChunk] | None: ...
 
 
 class HTTPTransport:
@@ -330,10 +337,14 @@ class HTTPTransport:
                             yield chunk
                     if not data:
                         break
-                if not parser.done:
+                tail = None if parser.done else parser.end()
+                if not parser.done and tail is None:
                     raise APIConnectionError("the stream ended before it was complete",
                                              provider=self.provider,
                                              request_id=self._request_id(resp.headers))
+                for chunk in tail or ():
+                    delivered += 1
+                    yield chunk
                 completed = await _drain(content)
             except LLMError:
                 raise

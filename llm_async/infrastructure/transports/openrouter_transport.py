@@ -11,7 +11,10 @@
   ``Retry-After``, as it does for its in-flight budget); an error object in a 200 body or stream,
   or a choice finishing with ``"error"``, raises the typed error of its ``code``;
 * provider routing (``provider``), model fallbacks (``models``, ``route``) and ``transforms``
-  pass through ``extra_body``; ``routing=`` on the constructor sets defaults for every request.
+  pass through ``extra_body``; ``routing=`` on the constructor sets defaults for every request;
+* ``reasoning`` / ``reasoning_details`` come back as reasoning parts (with their signatures),
+  and an assistant message's reasoning parts go back as ``reasoning_details``, which OpenRouter
+  needs to continue a tool loop with a reasoning model.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ...errors import InvalidRequestError, LLMError
-from ...types import ChatChunk, ChatRequest, ChatResponse
+from ...types import ChatChunk, ChatRequest, ChatResponse, Message, ReasoningPart
 from .openai_transport import OpenAITransport, _OpenAIStreamParser
 
 __all__ = ["ROUTING_FIELDS", "OpenRouterTransport"]
@@ -86,6 +89,29 @@ class OpenRouterTransport(OpenAITransport):
             body.setdefault(key, value)
         body.setdefault("usage", {"include": True})
         return body
+
+    def message_payload(self, message: Message) -> dict[str, Any]:
+        """OpenAI's message shape, plus the assistant's reasoning as ``reasoning_details``."""
+        out = super().message_payload(message)
+        if message.role == "assistant" and isinstance(message.content, list):
+            details: list[dict[str, Any]] = []
+            for part in message.content:
+                if not isinstance(part, ReasoningPart):
+                    continue
+                entry: dict[str, Any]
+                if part.encrypted is not None:
+                    entry = {"type": "reasoning.encrypted", "data": part.encrypted}
+                else:
+                    entry = {"type": "reasoning.text", "text": part.text}
+                if part.signature is not None:
+                    entry["signature"] = part.signature
+                if part.format is not None:
+                    entry["format"] = part.format
+                entry["index"] = len(details)
+                details.append(entry)
+            if details:
+                out["reasoning_details"] = details
+        return out
 
     def map_error(self, status: int, body: Any, headers: Mapping[str, str]) -> LLMError:
         """OpenAI's mapping; a 402 that comes with ``Retry-After`` is marked retryable."""
