@@ -207,6 +207,14 @@ def _read_prompt(words: Sequence[str], stdin: TextIO) -> str:
     return text
 
 
+def _provider_for(provider: str | None, base_url: str | None, settings: Settings) -> str | None:
+    """``--provider``; else, with ``--base-url`` and no ``LLM_PROVIDER``, ``openai`` (the URL is
+    taken for an OpenAI-compatible server); else ``None``: the settings decide."""
+    if provider is None and base_url is not None and settings.provider is None:
+        return "openai"
+    return provider
+
+
 def _model_for(args: argparse.Namespace, settings: Settings, provider: str) -> str:
     return str(args.model or settings.model or DEFAULT_MODELS.get(provider, "gpt-4o-mini"))
 
@@ -235,7 +243,8 @@ async def _chat(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextI
 
             server = await stack.enter_async_context(MockProviderServer(token_delay=0.0))
             provider, base_url, api_key = "openai", server.base_url, _MOCK_KEY
-        effective = "mock" if settings.force_mock else (provider or settings.provider)
+        provider = _provider_for(provider, base_url, settings)
+        effective = "mock" if settings.force_mock else (provider or settings.effective_provider)
         settings.check_credentials(effective, api_key=api_key, base_url=base_url)
         model = _model_for(args, settings, effective)
         client = await stack.enter_async_context(
@@ -366,7 +375,8 @@ async def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             target = f"embedded server {server.url}"
         else:
             target = base_url
-        effective = "mock" if settings.force_mock else (provider or settings.provider)
+        provider = _provider_for(provider, base_url, settings)
+        effective = "mock" if settings.force_mock else (provider or settings.effective_provider)
         settings.check_credentials(effective, api_key=api_key, base_url=base_url)
         model = _model_for(args, settings, effective)
         client = await stack.enter_async_context(AsyncLLMClient(

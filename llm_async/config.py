@@ -8,7 +8,7 @@ held as :class:`pydantic.SecretStr` and never printed. Programmatic arguments to
 =================================  =========  =============================================
 variable                           default    meaning
 =================================  =========  =============================================
-``LLM_PROVIDER``                   openai     ``openai``, ``anthropic``, ``openrouter``, ``mock``
+``LLM_PROVIDER``                   (below)    ``openrouter``, ``openai``, ``anthropic``, ``mock``
 ``LLM_FORCE_MOCK``                 0          ``1`` switches any configuration to ``mock``
 ``LLM_MODEL``                      (none)     default model when a call names none
 ``LLM_DAILY_BUDGET``               (none)     hard daily budget in USD
@@ -24,6 +24,10 @@ variable                           default    meaning
 ``ANTHROPIC_API_KEY`` / ``_BASE_URL``         Anthropic
 ``OPENROUTER_API_KEY`` / ``_BASE_URL``        OpenRouter
 =================================  =========  =============================================
+
+With ``LLM_PROVIDER`` unset the provider is OpenRouter, the default, when ``OPENROUTER_API_KEY``
+is set; else the first of OpenAI and Anthropic whose API key is set, then whose base URL is set;
+else OpenRouter, and :meth:`Settings.check_credentials` names every variable that would do.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ __all__ = ["PROVIDERS", "Settings"]
 
 PROVIDERS = ("openai", "anthropic", "openrouter", "mock")
 
+#: The provider when ``LLM_PROVIDER`` is unset and no provider's key or base URL is.
+_DEFAULT_PROVIDER = "openrouter"
+#: The order in which an unset ``LLM_PROVIDER`` looks for a configured provider.
+_IMPLICIT_ORDER = ("openrouter", "openai", "anthropic")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -49,8 +58,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    provider: Literal["openai", "anthropic", "openrouter", "mock"] = Field(
-        "openai", alias="LLM_PROVIDER")
+    provider: Literal["openai", "anthropic", "openrouter", "mock"] | None = Field(
+        None, alias="LLM_PROVIDER")
     force_mock: bool = Field(False, alias="LLM_FORCE_MOCK")
     model: str | None = Field(None, alias="LLM_MODEL")
     daily_budget: float | None = Field(None, alias="LLM_DAILY_BUDGET", gt=0)
@@ -125,8 +134,18 @@ class Settings(BaseModel):
 
     @property
     def effective_provider(self) -> str:
-        """``mock`` when ``LLM_FORCE_MOCK`` is set, else ``provider``."""
-        return "mock" if self.force_mock else self.provider
+        """``mock`` when ``LLM_FORCE_MOCK`` is set, else ``LLM_PROVIDER``; when that is unset,
+        OpenRouter if its key is set, else the first provider whose key, then whose base URL,
+        is set, else OpenRouter (the default)."""
+        if self.force_mock:
+            return "mock"
+        if self.provider is not None:
+            return self.provider
+        for found in (self.api_key, self.base_url):
+            for name in _IMPLICIT_ORDER:
+                if found(name):
+                    return name
+        return _DEFAULT_PROVIDER
 
     def api_key(self, provider: str) -> str | None:
         secret = getattr(self, f"{provider}_api_key", None)
@@ -151,6 +170,13 @@ class Settings(BaseModel):
             return
         if base_url or self.base_url(provider):
             return
+        if self.provider is None and provider == self.effective_provider:
+            keys = ", ".join(f"{name.upper()}_API_KEY" for name in _IMPLICIT_ORDER)
+            raise ConfigurationError(
+                f"no provider is configured: set the API key of one ({keys}; OpenRouter is "
+                f"the default), or LLM_PROVIDER with its key, or <PROVIDER>_BASE_URL for a "
+                f"compatible server, or LLM_FORCE_MOCK=1 for the mock provider",
+                variable="LLM_PROVIDER")
         variable = f"{provider.upper()}_API_KEY"
         raise ConfigurationError(
             f"{variable} is not set (LLM_PROVIDER={provider} needs an API key); set it, point "

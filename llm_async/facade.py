@@ -375,7 +375,7 @@ class LLMClientService:
         **client_options: Any,
     ) -> None:
         settings = settings if settings is not None else Settings.from_env()
-        effective = "mock" if settings.force_mock else (provider or settings.provider)
+        effective = "mock" if settings.force_mock else (provider or settings.effective_provider)
         if "transport" not in client_options and "transports" not in client_options:
             settings.check_credentials(effective, api_key=api_key, base_url=base_url)
         self.settings = settings

@@ -99,7 +99,9 @@ def test_provider_errors_exit_1_in_one_line(threaded_server: ThreadedServer,
 
 
 @pytest.mark.parametrize(("argv", "env", "needle"), [
-    (["chat", "hi"], {}, "OPENAI_API_KEY is not set"),
+    (["chat", "hi"], {}, "no provider is configured: set the API key of one "
+                         "(OPENROUTER_API_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY"),
+    (["chat", "--provider", "openai", "hi"], {}, "OPENAI_API_KEY is not set"),
     (["chat", "--mock", "hi"], {"LLM_MAX_RETRIES": "lots"}, "LLM_MAX_RETRIES='lots'"),
     (["chat", "--mock", "hi"], {"LLM_PROVIDER": "acme"}, "LLM_PROVIDER='acme'"),
     (["chat", "--mock"], {}, "the prompt is empty"),

@@ -219,3 +219,81 @@ def test_cost_metrics_follow_the_ledger(threaded_server: ThreadedServer,
         assert threaded_server.stats()["requests"] == 1  # rejected before sending
         budget = client.get_cost_metrics()["budgets"]["tight"]
         assert budget["exceeded"] is True and budget["percentage"] == 100.0
+
+
+# -- the provider when LLM_PROVIDER is unset -------------------------------------------------
+
+_KEYS = {"openrouter": "OPENROUTER_API_KEY", "openai": "OPENAI_API_KEY",
+         "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def _point_at(server: ThreadedServer, env: pytest.MonkeyPatch) -> None:
+    env.setenv("OPENAI_BASE_URL", server.base_url)
+    env.setenv("ANTHROPIC_BASE_URL", server.server.anthropic_base_url)
+    env.setenv("OPENROUTER_BASE_URL", server.server.openrouter_base_url)
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    (["openrouter"], "openrouter"),
+    (["openai"], "openai"),
+    (["anthropic"], "anthropic"),
+    (["openai", "openrouter"], "openrouter"),   # OpenRouter is the default
+    (["anthropic", "openai"], "openai"),
+])
+def test_the_provider_is_the_one_whose_key_is_set(threaded_server: ThreadedServer,
+                                                  clean_env: pytest.MonkeyPatch,
+                                                  keys: list[str], expected: str) -> None:
+    from llm_async.facade import get_llm_client_service
+
+    for name in keys:
+        clean_env.setenv(_KEYS[name], KEY)
+    if keys == ["openrouter"]:  # the seed's setup: nothing but OpenRouter's key
+        clean_env.setenv("OPENROUTER_BASE_URL", threaded_server.server.openrouter_base_url)
+    else:
+        _point_at(threaded_server, clean_env)
+    client = get_llm_client_service()
+    assert client.provider == expected
+    model = "openai/gpt-4" if expected == "openrouter" else "gpt-4"  # OpenRouter names vendors
+    response = client.invoke_chat(model=model, messages=[{"role": "user", "content": "echo: hi"}])
+    assert (response.provider, response.text) == (expected, "hi")
+    assert threaded_server.stats()["requests"] == 1
+
+
+def test_with_no_provider_configured_the_error_lists_what_to_set(
+        clean_env: pytest.MonkeyPatch) -> None:
+    from llm_async import ConfigurationError
+    from llm_async.facade import get_llm_client_service
+
+    with pytest.raises(ConfigurationError) as caught:
+        get_llm_client_service()
+    message = str(caught.value)
+    for variable in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_PROVIDER",
+                     "LLM_FORCE_MOCK=1"):
+        assert variable in message
+    assert caught.value.variable == "LLM_PROVIDER"
+
+
+def test_an_explicit_provider_needs_its_own_key(clean_env: pytest.MonkeyPatch) -> None:
+    from llm_async import ConfigurationError
+    from llm_async.facade import get_llm_client_service
+
+    clean_env.setenv("OPENROUTER_API_KEY", KEY)
+    clean_env.setenv("LLM_PROVIDER", "anthropic")
+    with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY is not set") as caught:
+        get_llm_client_service()
+    assert KEY not in str(caught.value)
+
+
+def test_settings_choose_the_provider_without_llm_provider() -> None:
+    from llm_async import Settings
+
+    assert Settings.from_env({}).effective_provider == "openrouter"
+    assert Settings.from_env({"ANTHROPIC_API_KEY": "k"}).effective_provider == "anthropic"
+    assert Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}).effective_provider \
+        == "openai"  # a compatible server without a key
+    assert Settings.from_env({"OPENAI_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"}
+                             ).effective_provider == "openai"  # a key before a base URL
+    assert Settings.from_env({"LLM_PROVIDER": "openai", "OPENROUTER_API_KEY": "k"}
+                             ).effective_provider == "openai"
+    assert Settings.from_env({"OPENROUTER_API_KEY": "k", "LLM_FORCE_MOCK": "1"}
+                             ).effective_provider == "mock"
