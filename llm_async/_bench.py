@@ -3,8 +3,11 @@
 ``run_bench`` sends ``requests`` chat calls through an :class:`~llm_async.AsyncLLMClient` with at
 most ``concurrency`` in flight, and measures what a caller sees: wall time, requests per second,
 latency percentiles, time to first chunk (streams) and output tokens per second. Failures are
-counted by error type, never raised. The full benchmark suite (``benchmarks/run.py``, comparisons
-with other SDKs) lives outside the package; this one needs nothing but the core.
+counted by their root cause (:func:`~llm_async.errors.root_cause`: the 500s or connection errors
+behind an open breaker or an exhausted fallback chain), never raised; ``failed_fast`` counts the
+calls an open breaker rejected without sending them. The full benchmark suite
+(``benchmarks/run.py``, comparisons with other SDKs) lives outside the package; this one needs
+nothing but the core.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import anyio
 
 from .client import AsyncLLMClient
-from .errors import LLMError
+from .errors import CircuitBreakerOpenError, LLMError, root_cause
 
 __all__ = ["BenchResult", "format_table", "percentile", "run_bench"]
 
@@ -45,6 +48,7 @@ class BenchResult:
     first_chunk: list[float] = field(default_factory=list)
     output_tokens: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    failed_fast: int = 0
 
     @property
     def succeeded(self) -> int:
@@ -76,6 +80,7 @@ class BenchResult:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "errors": dict(self.errors),
+            "failed_fast": self.failed_fast,
             "wall_seconds": round(self.wall, 4),
             "requests_per_second": _round(self.requests_per_second),
             "output_tokens": self.output_tokens,
@@ -140,7 +145,8 @@ async def run_bench(
             try:
                 await one()
             except LLMError as exc:
-                result.errors[type(exc).__name__] += 1
+                result.errors[type(root_cause(exc)).__name__] += 1
+                result.failed_fast += isinstance(exc, CircuitBreakerOpenError)
                 ok = False
             else:
                 ok = True
@@ -170,7 +176,9 @@ def format_table(result: BenchResult) -> list[tuple[str, str]]:
         ("succeeded", str(result.succeeded)),
         ("failed", str(result.failed) + (
             " (" + ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) + ")"
-            if result.errors else "")),
+            if result.errors else "")
+            + (f", {result.failed_fast} failed fast (open breaker)" if result.failed_fast
+               else "")),
         ("wall time", f"{result.wall:.3f} s"),
         ("throughput", f"{result.requests_per_second:.1f} req/s"),
         ("latency p50", ms(result.latencies, 50)),

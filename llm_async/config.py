@@ -66,7 +66,7 @@ class Settings(BaseModel):
     monthly_budget: float | None = Field(None, alias="LLM_MONTHLY_BUDGET", gt=0)
     circuit_failure_threshold: int = Field(5, alias="LLM_CIRCUIT_FAILURE_THRESHOLD", ge=1)
     circuit_timeout: float = Field(60.0, alias="LLM_CIRCUIT_TIMEOUT", gt=0)
-    max_retries: int = Field(3, alias="LLM_MAX_RETRIES", ge=0, le=20)
+    max_retries: int = Field(6, alias="LLM_MAX_RETRIES", ge=0, le=20)
     retry_backoff_base: float = Field(2.0, alias="LLM_RETRY_BACKOFF_BASE", ge=1.0)
     cache_enabled: bool = Field(False, alias="LLM_CACHE_ENABLED")
     cache_ttl: float = Field(3600.0, alias="LLM_CACHE_TTL", gt=0)

@@ -40,8 +40,11 @@ No error ever carries an API key: messages pass through :func:`redact` before th
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import re
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ContextLengthExceededError",
+    "ErrorKind",
     "FallbackExhaustedError",
     "InsufficientCreditsError",
     "InvalidRequestError",
@@ -74,9 +78,14 @@ __all__ = [
     "StructuredOutputError",
     "ToolArgumentsError",
     "UnprocessableEntityError",
+    "describe_error",
+    "detached",
     "error_from_response",
+    "error_kind",
+    "error_type",
     "parse_retry_after",
     "redact",
+    "root_cause",
 ]
 
 # Secrets that look like API keys: "sk-...", "sk-ant-...", "sk-or-...", bearer tokens.
@@ -98,6 +107,94 @@ def redact(text: str) -> str:
     return _SECRET_RE.sub("***", text)
 
 
+class ErrorKind(str, Enum):
+    """What kind of failure an error is: the one classification every layer reads.
+
+    Each error class carries its ``kind``; retry, the circuit breaker, fallback, the rate
+    limiter and tracing decide from it (and from ``error.retryable``) instead of testing classes.
+    ``RETRYABLE`` and ``FATAL`` are not kinds of errors but the retry policy's verdicts for
+    errors without a more specific retryable kind (see
+    :func:`~llm_async.application.retry_strategy.classify_error`).
+    """
+
+    RATE_LIMIT = "rate_limit"                    # 429
+    OVERLOADED = "overloaded"                    # 529, 503, in-stream overloaded_error
+    SERVER = "server"                            # other 5xx
+    TIMEOUT = "timeout"                          # our connect / first chunk / idle / total
+    CONNECTION = "connection"                    # refused, reset, broken mid-response
+    REQUEST_TIMEOUT = "request_timeout"          # 408
+    CONFLICT = "conflict"                        # 409
+    PROTOCOL = "protocol"                        # a body or SSE event we could not parse
+    RESPONSE_TOO_LARGE = "response_too_large"    # over the configured size cap
+    INVALID_REQUEST = "invalid_request"          # rejected before anything was sent
+    CONFIGURATION = "configuration"              # bad settings
+    BAD_REQUEST = "bad_request"                  # 400
+    CONTEXT_LENGTH = "context_length"            # the prompt does not fit the model
+    AUTH = "auth"                                # 401
+    INSUFFICIENT_CREDITS = "insufficient_credits"  # 402
+    PERMISSION = "permission"                    # 403
+    NOT_FOUND = "not_found"                      # 404
+    UNPROCESSABLE = "unprocessable"              # 422
+    QUOTA = "quota"                              # billing quota / spend cap (429)
+    API_ERROR = "api_error"                      # any other error status
+    STREAM = "stream"                            # a failure after the first chunk
+    STRUCTURED_OUTPUT = "structured_output"      # the reply does not fit the schema
+    CIRCUIT_OPEN = "circuit_open"                # our breaker rejected the call
+    LIMITER = "limiter"                          # our rate limiter cannot admit the call
+    BUDGET = "budget"                            # a hard budget would be crossed
+    FALLBACK_EXHAUSTED = "fallback_exhausted"    # every model of a chain failed
+    CANCELLED = "cancelled"                      # the caller cancelled
+    UNKNOWN = "unknown"                          # anything else
+    RETRYABLE = "retryable"                      # retry's verdict: retry, no specific kind
+    FATAL = "fatal"                              # retry's verdict: never retry
+
+    @property
+    def label(self) -> str:
+        """The low-cardinality ``error.type`` telemetry reports for this kind."""
+        return _LABELS.get(self, self.value)
+
+    @property
+    def provider_fault(self) -> bool:
+        """Whether it says the provider is unhealthy (what a circuit breaker counts)."""
+        return self in _PROVIDER_FAULTS
+
+    @property
+    def moves_on(self) -> bool:
+        """Whether another model may succeed where this one cannot, even though retrying the
+        same model will not help (fallback moves on; retryable errors move on too)."""
+        return self in _MOVES_ON
+
+
+_LABELS: Mapping[ErrorKind, str] = {
+    ErrorKind.RATE_LIMIT: "rate_limited",
+    ErrorKind.SERVER: "server_error",
+    ErrorKind.CONNECTION: "connection_error",
+    ErrorKind.REQUEST_TIMEOUT: "timeout",
+    ErrorKind.PROTOCOL: "protocol_error",
+    ErrorKind.CONFIGURATION: "configuration_error",
+    ErrorKind.CONTEXT_LENGTH: "context_length_exceeded",
+    ErrorKind.AUTH: "authentication_error",
+    ErrorKind.PERMISSION: "permission_denied",
+    ErrorKind.UNPROCESSABLE: "unprocessable_entity",
+    ErrorKind.QUOTA: "quota_exceeded",
+    ErrorKind.STREAM: "stream_interrupted",
+    ErrorKind.STRUCTURED_OUTPUT: "structured_output_invalid",
+    ErrorKind.LIMITER: "rate_limiter_rejected",
+    ErrorKind.BUDGET: "budget_exceeded",
+    ErrorKind.UNKNOWN: "_OTHER",
+}
+
+_PROVIDER_FAULTS = frozenset({
+    ErrorKind.SERVER, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT, ErrorKind.CONNECTION,
+    ErrorKind.REQUEST_TIMEOUT, ErrorKind.PROTOCOL,
+})
+
+_MOVES_ON = frozenset({
+    ErrorKind.CIRCUIT_OPEN, ErrorKind.CONTEXT_LENGTH, ErrorKind.QUOTA,
+    ErrorKind.INSUFFICIENT_CREDITS, ErrorKind.NOT_FOUND, ErrorKind.LIMITER,
+})
+
+
 class LLMError(Exception):
     """Base of every error this library raises.
 
@@ -105,6 +202,8 @@ class LLMError(Exception):
     the provider's ``request_id`` (when it sent one) and whether retrying may help (``retryable``).
     """
 
+    #: What kind of failure this is (see :class:`ErrorKind`); subclasses refine it.
+    kind: ClassVar[ErrorKind] = ErrorKind.UNKNOWN
     default_retryable: ClassVar[bool] = False
 
     def __init__(
@@ -160,6 +259,8 @@ class InvalidRequestError(LLMError, ValueError):
     ``field`` names the offending part of the request (for example ``messages[0].role``).
     """
 
+    kind = ErrorKind.INVALID_REQUEST
+
     def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.field = field
@@ -167,6 +268,8 @@ class InvalidRequestError(LLMError, ValueError):
 
 class ConfigurationError(LLMError, ValueError):
     """A setting or environment variable is missing or malformed; ``variable`` names it."""
+
+    kind = ErrorKind.CONFIGURATION
 
     def __init__(self, message: str, *, variable: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -176,11 +279,15 @@ class ConfigurationError(LLMError, ValueError):
 class APIConnectionError(LLMError):
     """The provider could not be reached, or the connection broke before an answer."""
 
+    kind = ErrorKind.CONNECTION
+
     default_retryable = True
 
 
 class APITimeoutError(APIConnectionError):
     """A timeout expired. ``phase`` is ``connect``, ``first_chunk``, ``idle`` or ``total``."""
+
+    kind = ErrorKind.TIMEOUT
 
     def __init__(self, message: str, *, phase: str = "total", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -189,6 +296,8 @@ class APITimeoutError(APIConnectionError):
 
 class APIStatusError(LLMError):
     """The provider answered with an error status. ``error_type`` / ``code`` come from its body."""
+
+    kind = ErrorKind.API_ERROR
 
     def __init__(
         self,
@@ -208,29 +317,43 @@ class APIStatusError(LLMError):
 class BadRequestError(APIStatusError):
     """400: the provider rejected the request."""
 
+    kind = ErrorKind.BAD_REQUEST
+
 
 class ContextLengthExceededError(BadRequestError):
     """The prompt plus ``max_tokens`` does not fit the model's context window."""
+
+    kind = ErrorKind.CONTEXT_LENGTH
 
 
 class AuthenticationError(APIStatusError):
     """401: the API key is missing or invalid."""
 
+    kind = ErrorKind.AUTH
+
 
 class InsufficientCreditsError(APIStatusError):
     """402: the account or key has no credits left (OpenRouter). Not a wait-and-retry case."""
+
+    kind = ErrorKind.INSUFFICIENT_CREDITS
 
 
 class PermissionDeniedError(APIStatusError):
     """403: the key may not use this model or feature (or moderation refused the input)."""
 
+    kind = ErrorKind.PERMISSION
+
 
 class NotFoundError(APIStatusError):
     """404: unknown model or endpoint."""
 
+    kind = ErrorKind.NOT_FOUND
+
 
 class RequestTimeoutError(APIStatusError):
     """408: the provider timed out waiting for the request."""
+
+    kind = ErrorKind.REQUEST_TIMEOUT
 
     default_retryable = True
 
@@ -238,15 +361,21 @@ class RequestTimeoutError(APIStatusError):
 class ConflictError(APIStatusError):
     """409: a conflicting request (providers use it for lock time-outs); retryable."""
 
+    kind = ErrorKind.CONFLICT
+
     default_retryable = True
 
 
 class UnprocessableEntityError(APIStatusError):
     """422: the request was well-formed but could not be processed."""
 
+    kind = ErrorKind.UNPROCESSABLE
+
 
 class RateLimitError(APIStatusError):
     """429: too many requests or tokens. ``retry_after`` is the provider's hint in seconds."""
+
+    kind = ErrorKind.RATE_LIMIT
 
     default_retryable = True
 
@@ -254,11 +383,15 @@ class RateLimitError(APIStatusError):
 class QuotaExceededError(RateLimitError):
     """429 for a billing quota or spend cap: waiting does not help, so it is not retryable."""
 
+    kind = ErrorKind.QUOTA
+
     default_retryable = False
 
 
 class ServerError(APIStatusError):
     """5xx: the provider failed."""
+
+    kind = ErrorKind.SERVER
 
     default_retryable = True
 
@@ -266,15 +399,21 @@ class ServerError(APIStatusError):
 class OverloadedError(ServerError):
     """The provider is overloaded (Anthropic 529, 503, or an in-stream ``overloaded_error``)."""
 
+    kind = ErrorKind.OVERLOADED
+
 
 class ProtocolError(LLMError):
     """The provider sent something we cannot understand (malformed JSON, a broken SSE stream)."""
+
+    kind = ErrorKind.PROTOCOL
 
     default_retryable = True
 
 
 class ResponseTooLargeError(ProtocolError):
     """A response body or a single SSE event exceeded the configured cap."""
+
+    kind = ErrorKind.RESPONSE_TOO_LARGE
 
     default_retryable = False
 
@@ -285,6 +424,8 @@ class StreamError(LLMError):
     ``cause`` is the typed error that ended it (also ``__cause__``); ``chunks_received`` says
     how far it got.
     """
+
+    kind = ErrorKind.STREAM
 
     def __init__(
         self,
@@ -306,6 +447,8 @@ class StreamError(LLMError):
 
 class StructuredOutputError(LLMError):
     """The reply did not validate against the requested schema; ``raw_text`` keeps the reply."""
+
+    kind = ErrorKind.STRUCTURED_OUTPUT
 
     def __init__(self, message: str, *, raw_text: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -336,18 +479,37 @@ class ToolArgumentsError(LLMError, ValueError):
 
 
 class CircuitBreakerOpenError(LLMError):
-    """The circuit breaker ``name`` is open; ``retry_after`` says when it will let a probe in."""
+    """The circuit breaker ``name`` is open; ``retry_after`` says when it will let a probe in.
+
+    It chains the failure that opened the breaker (or the last one it counted): ``__cause__``
+    holds it and the message names it, so :func:`root_cause` finds what went wrong upstream.
+    """
+
+    kind = ErrorKind.CIRCUIT_OPEN
 
     def __init__(
-        self, message: str, *, name: str = "", retry_after: float | None = None, **kwargs: Any
+        self,
+        message: str,
+        *,
+        name: str = "",
+        retry_after: float | None = None,
+        cause: BaseException | None = None,
+        **kwargs: Any,
     ) -> None:
+        if cause is not None:
+            message = f"{message}; last failure: {describe_error(cause)}"
         super().__init__(message, **kwargs)
         self.name = name
         self.retry_after = retry_after
+        if cause is not None:
+            self.__cause__ = cause
+            self.__suppress_context__ = True
 
 
 class RateLimiterError(LLMError):
     """Our own rate limiter cannot admit the call (say it asks more than the bucket holds)."""
+
+    kind = ErrorKind.LIMITER
 
 
 class BudgetExceededError(LLMError):
@@ -356,6 +518,8 @@ class BudgetExceededError(LLMError):
     Carries the ``budget`` name, its ``limit``, the ``spent`` amount, the amount ``reserved`` by
     calls in flight, and the ``requested`` worst-case cost of this call (all in USD).
     """
+
+    kind = ErrorKind.BUDGET
 
     def __init__(
         self,
@@ -378,6 +542,8 @@ class BudgetExceededError(LLMError):
 
 class FallbackExhaustedError(LLMError):
     """Every model in a fallback chain failed; ``errors`` holds ``(model, error)`` pairs."""
+
+    kind = ErrorKind.FALLBACK_EXHAUSTED
 
     def __init__(
         self, message: str, *, errors: list[tuple[str, LLMError]] | None = None, **kwargs: Any
@@ -520,3 +686,74 @@ def error_from_response(
         retry_after=parse_retry_after(headers),
         retryable=retryable,
     )
+
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The :class:`ErrorKind` of any exception: a library error's ``kind``; a cancellation,
+    a foreign timeout or connection error by its type; anything else ``UNKNOWN``."""
+    if isinstance(exc, LLMError):
+        return exc.kind
+    if isinstance(exc, asyncio.CancelledError):
+        return ErrorKind.CANCELLED
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, ConnectionError):
+        return ErrorKind.CONNECTION
+    return ErrorKind.UNKNOWN
+
+
+def error_type(exc: BaseException) -> str:
+    """The low-cardinality ``error.type`` reported for ``exc`` by telemetry: its kind's label
+    for a library error, ``cancelled`` for a cancellation, ``_OTHER`` for anything else."""
+    if isinstance(exc, LLMError):
+        return exc.kind.label
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "_OTHER"
+
+
+#: Kinds that report a decision about another failure rather than a failure of their own.
+_WRAPPERS = frozenset({ErrorKind.CIRCUIT_OPEN, ErrorKind.FALLBACK_EXHAUSTED, ErrorKind.STREAM})
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The failure behind ``exc``: an open circuit's last failure, an exhausted fallback chain's
+    last error, the error that cut a stream (followed as far as they go); otherwise ``exc``.
+
+    Count failures by ``type(root_cause(exc))`` to see the 500s or connection errors behind
+    breaker rejections instead of ``CircuitBreakerOpenError``.
+    """
+    seen = {id(exc)}
+    while isinstance(exc, LLMError) and exc.kind in _WRAPPERS:
+        cause = exc.__cause__
+        if cause is None and isinstance(exc, StreamError):
+            cause = exc.cause
+        if cause is None or id(cause) in seen:
+            break
+        seen.add(id(cause))
+        exc = cause
+    return exc
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"TypeName: message"`` for ``exc``, redacted and at most 300 characters."""
+    text = redact(str(exc))
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def detached(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` without its traceback, cause or context, safe to keep for long (a
+    breaker's last failure) and to chain to many errors; ``exc`` itself if it cannot be copied."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:
+        return exc
+    if clone is exc or type(clone) is not type(exc):
+        return exc
+    clone.__traceback__ = None
+    clone.__cause__ = None
+    clone.__context__ = None
+    return clone

@@ -61,17 +61,12 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkabl
 from .._clock import Clock, system_clock
 from ..domain.ports import Handler, Layer
 from ..errors import (
-    APIConnectionError,
     CircuitBreakerOpenError,
     ConfigurationError,
+    ErrorKind,
     LLMError,
-    ProtocolError,
-    QuotaExceededError,
-    RateLimitError,
-    RequestTimeoutError,
-    ResponseTooLargeError,
-    ServerError,
     StreamError,
+    detached,
 )
 from ..types import CallContext, ChatChunk, ChatRequest, ChatResponse
 
@@ -84,6 +79,7 @@ __all__ = [
     "CircuitBreakerOpenError",
     "CircuitPermit",
     "CircuitState",
+    "PermitOwner",
     "StateListener",
     "all_circuit_breakers",
     "default_is_failure",
@@ -114,18 +110,14 @@ def default_is_failure(error: BaseException, *, count_rate_limits: bool = False)
     outcome at all (cancellation)."""
     if not isinstance(error, Exception):
         return None
-    if isinstance(error, StreamError):
-        return True if error.cause is None else \
-            bool(default_is_failure(error.cause, count_rate_limits=count_rate_limits))
     if isinstance(error, LLMError):
-        if isinstance(error, QuotaExceededError):
-            return False
-        if isinstance(error, RateLimitError):
+        kind = error.kind
+        if isinstance(error, StreamError):
+            return True if error.cause is None else \
+                bool(default_is_failure(error.cause, count_rate_limits=count_rate_limits))
+        if kind is ErrorKind.RATE_LIMIT:
             return count_rate_limits
-        if isinstance(error, ResponseTooLargeError):
-            return False
-        return isinstance(error, ServerError | APIConnectionError | ProtocolError
-                          | RequestTimeoutError)
+        return kind.provider_fault
     return True
 
 
@@ -150,7 +142,7 @@ class CircuitBreakerConfig:
     success_threshold: int = 2
     timeout: float = 60.0
     failure_rate_threshold: float | None = 0.5
-    minimum_calls: int = 20
+    minimum_calls: int = 100
     window: float = 60.0
     window_buckets: int = 12
     slow_call_threshold: float | None = None
@@ -222,7 +214,8 @@ class _Window:
         self._epoch: int | None = None
         self._total = self._failed = self._slow = 0
 
-    def add(self, now: float, failed: bool, slow: bool) -> None:
+    def add(self, now: float, failed: bool, slow: bool) -> int:
+        """Count one call; returns the bucket's epoch (for :meth:`retract`)."""
         epoch = int(now // self._width)
         slot = self._buckets[epoch % len(self._buckets)]
         if slot[0] != epoch:
@@ -235,6 +228,15 @@ class _Window:
             self._failed += failed
             self._slow += slow
         else:
+            self._epoch = None
+        return epoch
+
+    def retract(self, epoch: int) -> None:
+        """Take back one failed call counted in bucket ``epoch``, if that bucket is still live."""
+        slot = self._buckets[epoch % len(self._buckets)]
+        if slot[0] == epoch and slot[2] > 0:
+            slot[1] -= 1
+            slot[2] -= 1
             self._epoch = None
 
     def totals(self, now: float) -> tuple[int, int, int]:
@@ -258,21 +260,48 @@ class _Window:
         self._epoch = None
 
 
-class CircuitPermit:
-    """Permission for one call through a :class:`CircuitBreaker`; end it exactly once with
-    :meth:`record` (or :meth:`success` / :meth:`failure`) or :meth:`release` (no outcome).
+class PermitOwner(Protocol):
+    """What a :class:`CircuitPermit` reports to: an in-memory :class:`CircuitBreaker` (sync)
+    or a shared one such as the Redis breaker (async, ``local = False``)."""
 
-    Also a context manager: ``with breaker.acquire(): ...`` records the outcome of the block.
+    local: bool
+
+    def _finish(self, permit: CircuitPermit, error: BaseException | None,
+                duration: float | None, *, forced: bool | None) -> None: ...
+
+    def _release(self, permit: CircuitPermit) -> None: ...
+
+    async def _finish_async(self, permit: CircuitPermit, error: BaseException | None,
+                            duration: float | None, *, forced: bool | None) -> None: ...
+
+    async def _release_async(self, permit: CircuitPermit) -> None: ...
+
+
+class CircuitPermit:
+    """Permission for one call through a breaker; end it exactly once with :meth:`record`
+    (or :meth:`success` / :meth:`failure`) or :meth:`release` (no outcome) — or their
+    ``*_async`` forms, which every breaker accepts and a shared (Redis) breaker requires.
+
+    ``probe``: a half-open probe; ``generation``: the breaker's state generation when it was
+    given; ``seq``: its admission number; ``call``: the logical call it belongs to; ``token``:
+    the lease of a shared probe slot. Also a context manager: ``with breaker.acquire(): ...``
+    records the outcome of the block.
     """
 
-    __slots__ = ("_breaker", "done", "generation", "probe", "started")
+    __slots__ = ("_breaker", "call", "done", "generation", "local", "probe", "seq", "started",
+                 "token")
 
-    def __init__(self, breaker: CircuitBreaker, probe: bool, generation: int,
-                 started: float) -> None:
+    def __init__(self, breaker: PermitOwner, probe: bool, generation: int,
+                 started: float, seq: int = 0, call: str | None = None,
+                 token: str | None = None) -> None:
         self._breaker = breaker
+        self.local = breaker.local
         self.probe = probe
         self.generation = generation
         self.started = started
+        self.seq = seq
+        self.call = call
+        self.token = token
         self.done = False
 
     def record(self, error: BaseException | None, duration: float | None = None) -> None:
@@ -294,11 +323,11 @@ class CircuitPermit:
     async def record_async(self, error: BaseException | None,
                            duration: float | None = None) -> None:
         """:meth:`record` for the async :class:`BreakerPermit` protocol."""
-        self.record(error, duration)
+        await self._breaker._finish_async(self, error, duration, forced=None)
 
     async def release_async(self) -> None:
         """:meth:`release` for the async :class:`BreakerPermit` protocol."""
-        self.release()
+        await self._breaker._release_async(self)
 
     def __enter__(self) -> CircuitPermit:
         return self
@@ -328,8 +357,9 @@ class AsyncBreaker(Protocol):
 
     name: str
 
-    async def acquire_async(self) -> BreakerPermit:
-        """A permit, or :class:`~llm_async.errors.CircuitBreakerOpenError`."""
+    async def acquire_async(self, call: str | None = None) -> BreakerPermit:
+        """A permit, or :class:`~llm_async.errors.CircuitBreakerOpenError`. ``call`` names the
+        logical call the attempt belongs to (its retries share it)."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -350,6 +380,9 @@ class CircuitBreaker:
     :class:`~llm_async.errors.CircuitBreakerOpenError` with ``retry_after``.
     """
 
+    #: Permits of this breaker are ended synchronously (see :class:`PermitOwner`).
+    local = True
+
     def __init__(self, name: str, config: CircuitBreakerConfig | None = None, *,
                  clock: Clock = system_clock, rng: random.Random | None = None) -> None:
         self.name = name
@@ -367,6 +400,11 @@ class CircuitBreaker:
         self._opened_until = 0.0
         self._trips = 0
         self._window = _Window(self.config.window, self.config.window_buckets)
+        # Calls whose latest outcome here was a failure: call id -> window epoch of it.
+        self._failing: dict[str, int] = {}
+        # ``total`` at the last success: only a call admitted after it extends a failure streak.
+        self._streak_mark = 0
+        self._last_failure: BaseException | None = None
         self._baseline = 0.0
         self._baseline_at: float | None = None
         self.total = 0
@@ -427,13 +465,17 @@ class CircuitBreaker:
 
     # -- the permit protocol ----------------------------------------------------------------
 
-    def acquire(self) -> CircuitPermit:
-        """A permit for one call, or :class:`CircuitBreakerOpenError` when it is rejected."""
+    def acquire(self, call: str | None = None) -> CircuitPermit:
+        """A permit for one call, or :class:`CircuitBreakerOpenError` when it is rejected.
+
+        ``call`` names the logical call this attempt belongs to: its retries share the name,
+        and the failure-rate window counts each logical call once, with its latest outcome.
+        """
         with self._lock:
             now = self.clock.now()
             self.total += 1
             if self._state is CircuitState.CLOSED:  # the fast path: nothing to refresh
-                return CircuitPermit(self, False, self._generation, now)
+                return CircuitPermit(self, False, self._generation, now, self.total, call)
             events = self._refresh(now)
             error: CircuitBreakerOpenError | None = None
             probe = False
@@ -441,26 +483,28 @@ class CircuitBreaker:
                 self.rejected += 1
                 retry_after = None if self._forced else max(0.0, self._opened_until - now)
                 error = CircuitBreakerOpenError(
-                    f"circuit {self.name!r} is open", name=self.name, retry_after=retry_after)
+                    f"circuit {self.name!r} is open", name=self.name, retry_after=retry_after,
+                    cause=self._last_failure)
             elif self._state is CircuitState.HALF_OPEN:
                 if self._half_open_in_flight >= self.config.half_open_max_calls:
                     self.rejected += 1
                     error = CircuitBreakerOpenError(
                         f"circuit {self.name!r} is half-open and its probes are busy",
-                        name=self.name, retry_after=None)
+                        name=self.name, retry_after=None, cause=self._last_failure)
                 else:
                     self._half_open_in_flight += 1
                     probe = True
-            permit = None if error else CircuitPermit(self, probe, self._generation, now)
+            permit = None if error else CircuitPermit(self, probe, self._generation, now,
+                                                      self.total, call)
         self._emit(events)
         if error is not None:
             raise error
         assert permit is not None
         return permit
 
-    async def acquire_async(self) -> CircuitPermit:
+    async def acquire_async(self, call: str | None = None) -> CircuitPermit:
         """:meth:`acquire` for the async :class:`AsyncBreaker` protocol."""
-        return self.acquire()
+        return self.acquire(call)
 
     def recheck(self, permit: CircuitPermit) -> None:
         """Reject a permitted call that is about to be sent after waiting in a queue if the
@@ -478,7 +522,7 @@ class CircuitBreaker:
                                if self._state is CircuitState.OPEN and not self._forced else None)
                 error = CircuitBreakerOpenError(
                     f"circuit {self.name!r} opened while the call was queued", name=self.name,
-                    retry_after=retry_after)
+                    retry_after=retry_after, cause=self._last_failure)
         self._emit(events)
         if error is not None:
             raise error
@@ -511,8 +555,11 @@ class CircuitBreaker:
                 slow = threshold is not None and duration >= threshold
                 self.successful += 1
                 self.slow += slow
+                if permit.call is not None and self._failing:
+                    self._retract(permit.call)
                 self._window.add(now, False, slow)
                 self._consecutive = 0
+                self._streak_mark = self.total
                 if not self._should_trip(now):
                     if self.config.adaptive:
                         self._learn(now)
@@ -538,7 +585,14 @@ class CircuitBreaker:
         else:
             self.successful += 1
             self.slow += slow
-        self._window.add(now, failed, slow)
+        call = permit.call
+        if call is not None and self._failing:
+            self._retract(call)
+        epoch = self._window.add(now, failed, slow)
+        if failed and call is not None:
+            if len(self._failing) >= _MAX_FAILING_CALLS:
+                del self._failing[next(iter(self._failing))]
+            self._failing[call] = epoch
         if permit.probe and current and self._state is CircuitState.HALF_OPEN:
             if failed or slow:
                 return self._trip(now, error)
@@ -547,12 +601,32 @@ class CircuitBreaker:
                 self._trips = 0
                 return self._to(CircuitState.CLOSED)
         elif self._state is CircuitState.CLOSED:
-            self._consecutive = self._consecutive + 1 if failed else 0
+            if not failed:
+                self._consecutive = 0
+                self._streak_mark = self.total
+            elif permit.seq > self._streak_mark:
+                # Only a call admitted after the last success extends the streak: one that was
+                # already in flight when a success came back says nothing new about an outage.
+                self._consecutive += 1
             if self._should_trip(now):
                 return self._trip(now, error)
             if self.config.adaptive:
                 self._learn(now)
         return []
+
+    def _retract(self, call: str) -> None:
+        """Forget ``call``'s earlier failure: the window counts each logical call once, with
+        the outcome of its latest attempt."""
+        epoch = self._failing.pop(call, None)
+        if epoch is not None:
+            self._window.retract(epoch)
+
+    async def _finish_async(self, permit: CircuitPermit, error: BaseException | None,
+                            duration: float | None, *, forced: bool | None) -> None:
+        self._finish(permit, error, duration, forced=forced)
+
+    async def _release_async(self, permit: CircuitPermit) -> None:
+        self._release(permit)
 
     def _release(self, permit: CircuitPermit) -> None:
         with self._lock:
@@ -679,6 +753,7 @@ class CircuitBreaker:
         self._trips += 1
         self.opened += 1
         self._opened_until = now + self._open_duration(error)
+        self._last_failure = None if error is None else detached(error)
         return self._to(CircuitState.OPEN)
 
     def _to(self, new: CircuitState) -> list[tuple[CircuitState, CircuitState]]:
@@ -689,8 +764,11 @@ class CircuitBreaker:
         self._half_open_in_flight = 0
         self._half_open_successes = 0
         self._window.clear()
+        self._failing.clear()
+        self._streak_mark = self.total
         if new is CircuitState.CLOSED:
             self._opened_until = 0.0
+            self._last_failure = None
         return [] if old is new else [(old, new)]
 
     def _emit(self, events: list[tuple[CircuitState, CircuitState]]) -> None:
@@ -756,6 +834,10 @@ class CircuitBreaker:
     def __repr__(self) -> str:
         return (f"CircuitBreaker({self.name!r}, state={self._state.value}, "
                 f"failures={self._consecutive}, total={self.total}, rejected={self.rejected})")
+
+
+#: At most this many logical calls are remembered as failing (the oldest is forgotten first).
+_MAX_FAILING_CALLS = 10_000
 
 
 # -- registry -------------------------------------------------------------------------------
@@ -879,10 +961,11 @@ class CircuitBreakerLayer(Layer):
 
     async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest) -> BreakerPermit:
         try:
+            call = request.context.call_id
             if (isinstance(breaker, CircuitBreaker)
                     and type(breaker).acquire_async is _LOCAL_ACQUIRE_ASYNC):
-                return breaker.acquire()  # what acquire_async does, without a coroutine
-            return await breaker.acquire_async()
+                return breaker.acquire(call)  # what acquire_async does, without a coroutine
+            return await breaker.acquire_async(call)
         except CircuitBreakerOpenError as exc:
             if exc.provider is None:
                 exc.provider = request.provider
@@ -900,7 +983,8 @@ class CircuitBreakerLayer(Layer):
         """Let the limits below re-check the breaker after a call waited in their queue
         (``ctx.state["circuit_recheck"]``), so a call queued when the breaker opens is not
         sent to the failing provider."""
-        if isinstance(permit, CircuitPermit) and isinstance(breaker, CircuitBreaker):
+        if (isinstance(permit, CircuitPermit) and permit.local
+                and isinstance(breaker, CircuitBreaker)):
             ctx.state["circuit_recheck"] = _Recheck(request, breaker, permit)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -919,7 +1003,7 @@ class CircuitBreakerLayer(Layer):
             await _record(permit, exc, self._elapsed(ctx, started, queued))
             raise
         state.pop("circuit_recheck", None)
-        if isinstance(permit, CircuitPermit):
+        if isinstance(permit, CircuitPermit) and permit.local:
             permit.record(None, self._elapsed(ctx, started, queued))
         else:
             await _record(permit, None, self._elapsed(ctx, started, queued))
@@ -989,7 +1073,7 @@ async def _record(permit: BreakerPermit, error: BaseException | None,
                   duration: float) -> None:
     """End ``permit`` with an outcome; an awaiting (Redis) permit is shielded from
     cancellation so the outcome is stored even when the caller is being cancelled."""
-    if isinstance(permit, CircuitPermit):
+    if isinstance(permit, CircuitPermit) and permit.local:
         permit.record(error, duration)
     else:
         await asyncio.shield(asyncio.ensure_future(permit.record_async(error, duration)))
@@ -997,7 +1081,7 @@ async def _record(permit: BreakerPermit, error: BaseException | None,
 
 async def _release(permit: BreakerPermit) -> None:
     """Give back ``permit`` without an outcome (shielded like :func:`_record`)."""
-    if isinstance(permit, CircuitPermit):
+    if isinstance(permit, CircuitPermit) and permit.local:
         permit.release()
     else:
         await asyncio.shield(asyncio.ensure_future(permit.release_async()))

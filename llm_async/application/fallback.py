@@ -12,17 +12,11 @@ from contextlib import aclosing
 
 from ..domain.ports import Handler, Layer
 from ..errors import (
-    CircuitBreakerOpenError,
     ConfigurationError,
-    ContextLengthExceededError,
+    ErrorKind,
     FallbackExhaustedError,
-    InsufficientCreditsError,
     InvalidRequestError,
     LLMError,
-    NotFoundError,
-    QuotaExceededError,
-    RateLimiterError,
-    StreamError,
 )
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
@@ -34,21 +28,16 @@ def default_should_fallback(error: BaseException) -> bool:
     here), an open circuit, a context-length error, an exhausted quota or credit, an unknown
     model, or our own rate limiter refusing the call. Never after a stream's first chunk, a
     caller's mistake (400/401/403/422, invalid request) or a budget."""
-    if isinstance(error, StreamError) or not isinstance(error, LLMError):
+    if not isinstance(error, LLMError) or error.kind is ErrorKind.STREAM:
         return False
-    if isinstance(error, CircuitBreakerOpenError | ContextLengthExceededError
-                  | QuotaExceededError | InsufficientCreditsError | NotFoundError
-                  | RateLimiterError):
-        return True
-    return error.retryable
+    return error.kind.moves_on or error.retryable
+
+
+_REASONS = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.CONTEXT_LENGTH: "context_length"}
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, CircuitBreakerOpenError):
-        return "circuit_open"
-    if isinstance(error, ContextLengthExceededError):
-        return "context_length"
-    return "error"
+    return _REASONS.get(error.kind, "error") if isinstance(error, LLMError) else "error"
 
 
 class FallbackLayer(Layer):

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._clock import Clock, system_clock
 from ..domain.ports import Handler, Layer
-from ..errors import ConfigurationError, QuotaExceededError, RateLimiterError, RateLimitError
+from ..errors import ConfigurationError, ErrorKind, RateLimiterError, RateLimitError
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -638,7 +638,7 @@ class RateLimitLayer(Layer):
             # Nothing was generated: give back the answer's share of the estimate.
             await self.store.adjust(ticket.key, limits, ticket.tokens - ticket.input_tokens)
         state = ticket.state
-        if isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+        if isinstance(error, RateLimitError) and error.kind is ErrorKind.RATE_LIMIT:
             state.throttled += 1
             state.factor = max(self.config.min_rate_factor,
                                state.factor * self.config.backoff_factor)

@@ -35,26 +35,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from .._clock import Clock, system_clock
 from ..domain.ports import Handler, Layer
-from ..errors import (
-    APIConnectionError,
-    APITimeoutError,
-    CircuitBreakerOpenError,
-    ConfigurationError,
-    ConflictError,
-    InvalidRequestError,
-    LLMError,
-    OverloadedError,
-    ProtocolError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServerError,
-    StreamError,
-)
+from ..errors import ConfigurationError, ErrorKind, InvalidRequestError, LLMError
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -85,51 +70,28 @@ Jitter = Literal["none", "full", "equal", "decorrelated"]
 _JITTERS: tuple[str, ...] = ("none", "full", "equal", "decorrelated")
 
 
-class ErrorKind(str, Enum):
-    """The class of a failure, as far as retrying is concerned."""
-
-    RATE_LIMIT = "rate_limit"            # 429
-    OVERLOADED = "overloaded"            # 529, 503, in-stream overloaded_error
-    SERVER = "server"                    # other 5xx
-    TIMEOUT = "timeout"                  # our connect / first chunk / idle / total timeouts
-    CONNECTION = "connection"            # refused, reset, broken mid-response
-    REQUEST_TIMEOUT = "request_timeout"  # 408
-    CONFLICT = "conflict"                # 409
-    PROTOCOL = "protocol"                # a body or an SSE event we could not parse
-    RETRYABLE = "retryable"              # anything else marked retryable (x-should-retry: true)
-    FATAL = "fatal"                      # never retried
+#: The kinds the retry policy tells apart (policies and budgets are keyed by them); any other
+#: retryable error is :attr:`ErrorKind.RETRYABLE`.
+_RETRY_KINDS = frozenset({
+    ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.SERVER, ErrorKind.TIMEOUT,
+    ErrorKind.CONNECTION, ErrorKind.REQUEST_TIMEOUT, ErrorKind.CONFLICT, ErrorKind.PROTOCOL,
+})
 
 
 def classify_error(error: BaseException, config: RetryConfig | None = None) -> ErrorKind:
-    """The :class:`ErrorKind` of ``error``; :attr:`ErrorKind.FATAL` means "never retry".
+    """The :class:`~llm_async.errors.ErrorKind` retry sees in ``error``;
+    :attr:`~llm_async.errors.ErrorKind.FATAL` means "never retry".
 
-    Library errors follow ``error.retryable`` (which honours ``x-should-retry``); a stream error
-    (after the first chunk) and an open circuit are always fatal. Foreign exceptions are
-    retryable only when they are :class:`TimeoutError`, :class:`ConnectionError` or one of
-    ``config.retry_on``.
+    Library errors follow ``error.retryable`` (which honours ``x-should-retry``) and their
+    ``kind``; a stream error (after the first chunk) and an open circuit are always fatal.
+    Foreign exceptions are retryable only when they are :class:`TimeoutError`,
+    :class:`ConnectionError` or one of ``config.retry_on``.
     """
-    if isinstance(error, StreamError | CircuitBreakerOpenError):
-        return ErrorKind.FATAL
     if isinstance(error, LLMError):
-        if not error.retryable:
+        kind = error.kind
+        if kind is ErrorKind.STREAM or kind is ErrorKind.CIRCUIT_OPEN or not error.retryable:
             return ErrorKind.FATAL
-        if isinstance(error, RateLimitError):
-            return ErrorKind.RATE_LIMIT
-        if isinstance(error, OverloadedError):
-            return ErrorKind.OVERLOADED
-        if isinstance(error, ServerError):
-            return ErrorKind.SERVER
-        if isinstance(error, APITimeoutError):
-            return ErrorKind.TIMEOUT
-        if isinstance(error, APIConnectionError):
-            return ErrorKind.CONNECTION
-        if isinstance(error, RequestTimeoutError):
-            return ErrorKind.REQUEST_TIMEOUT
-        if isinstance(error, ConflictError):
-            return ErrorKind.CONFLICT
-        if isinstance(error, ProtocolError):
-            return ErrorKind.PROTOCOL
-        return ErrorKind.RETRYABLE
+        return kind if kind in _RETRY_KINDS else ErrorKind.RETRYABLE
     if isinstance(error, TimeoutError):
         return ErrorKind.TIMEOUT
     if isinstance(error, ConnectionError):
@@ -188,7 +150,7 @@ class RetryConfig:
     ``retry_on``: extra exception types :class:`RetryExecutor` retries (for plain callables).
     """
 
-    max_attempts: int = 4
+    max_attempts: int = 7
     base_delay: float = 0.5
     max_delay: float = 20.0
     exponential_base: float = 2.0

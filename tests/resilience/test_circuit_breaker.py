@@ -432,3 +432,60 @@ def test_threads_share_one_breaker_consistently() -> None:
         thread.join()
     assert breaker.total == 4000
     assert breaker.successful == 2000 and breaker.failed == 2000
+
+
+def test_calls_in_flight_together_do_not_make_a_failure_streak() -> None:
+    """Only calls admitted after the last success extend the streak: concurrent callers that
+    happen to fail one after another are not an outage."""
+    breaker = CircuitBreaker("svc", CONSECUTIVE, clock=FakeClock())
+    in_flight = [breaker.acquire() for _ in range(6)]
+    in_flight[0].success()
+    for permit in in_flight[1:]:  # five failures in a row, all admitted before that success
+        permit.record(ServerError("500"))
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.status()["failure_count"] == 0
+    # Calls admitted after the success do make a streak, one after another or together.
+    later = [breaker.acquire() for _ in range(3)]
+    for permit in later:
+        permit.record(ServerError("500"))
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_the_rate_window_counts_each_logical_call_once() -> None:
+    """A call that fails and then succeeds on retry counts as one successful call."""
+    config = CircuitBreakerConfig(failure_threshold=100, failure_rate_threshold=0.5,
+                                  minimum_calls=4, jitter=0.0)
+    breaker = CircuitBreaker("svc", config, clock=FakeClock())
+    for call in ("a", "b", "c", "d"):
+        breaker.acquire(call).record(ServerError("500"))  # first attempt fails ...
+        if call != "d":
+            breaker.acquire(call).success()  # ... its retry succeeds
+    status = breaker.status()
+    assert breaker.state is CircuitState.CLOSED
+    assert status["calls_in_window"] == 4 and status["failure_rate"] == 0.25
+    # A logical call that keeps failing counts once, however many attempts it makes ...
+    for _ in range(3):
+        breaker.acquire("e").record(ServerError("500"))
+    status = breaker.status()
+    assert status["calls_in_window"] == 5 and status["failure_rate"] == 0.4
+    # ... and failing calls do open it (3 of 6 calls).
+    breaker.acquire("f").record(ServerError("500"))
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_the_open_error_chains_and_names_the_last_failure() -> None:
+    breaker = CircuitBreaker("svc", CONSECUTIVE, clock=FakeClock())
+    for status in (500, 502, 503):
+        _fail(breaker, ServerError(f"upstream {status}", status=status, provider="openai"))
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.acquire()
+    cause = info.value.__cause__
+    assert isinstance(cause, ServerError) and cause.status == 503
+    assert cause.__traceback__ is None  # a detached copy: no frames kept alive
+    assert "last failure: ServerError: upstream 503" in str(info.value)
+    assert info.value.status is None  # the rejection itself had no HTTP status
+    breaker.reset()
+    breaker.force_open()
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.acquire()
+    assert info.value.__cause__ is None  # forced open: nothing failed
