@@ -32,6 +32,11 @@
     ├── BudgetExceededError                  a hard budget would be crossed; nothing was sent
     └── FallbackExhaustedError               every model of a fallback chain failed
 
+Each class carries a ``kind`` (:class:`ErrorKind`): the one classification that retry, the
+circuit breaker, fallback, the rate limiter and telemetry read (:func:`error_kind`,
+:func:`error_type`); :func:`root_cause` sees through errors that report another failure (an open
+circuit, an exhausted fallback chain, a cut stream).
+
 Provider error bodies are mapped to this tree in exactly one place,
 :func:`error_from_response`, with the status table :data:`STATUS_ERRORS`. Foreign exceptions
 (aiohttp, asyncio timeouts) are mapped at the transport boundary with ``raise ... from exc``.
@@ -139,6 +144,8 @@ class ErrorKind(str, Enum):
     API_ERROR = "api_error"                      # any other error status
     STREAM = "stream"                            # a failure after the first chunk
     STRUCTURED_OUTPUT = "structured_output"      # the reply does not fit the schema
+    REFUSAL = "refusal"                          # the model refused to answer
+    TOOL_ARGUMENTS = "tool_arguments"            # a tool call's arguments are not JSON
     CIRCUIT_OPEN = "circuit_open"                # our breaker rejected the call
     LIMITER = "limiter"                          # our rate limiter cannot admit the call
     BUDGET = "budget"                            # a hard budget would be crossed
@@ -179,6 +186,7 @@ _LABELS: Mapping[ErrorKind, str] = {
     ErrorKind.QUOTA: "quota_exceeded",
     ErrorKind.STREAM: "stream_interrupted",
     ErrorKind.STRUCTURED_OUTPUT: "structured_output_invalid",
+    ErrorKind.TOOL_ARGUMENTS: "tool_arguments_invalid",
     ErrorKind.LIMITER: "rate_limiter_rejected",
     ErrorKind.BUDGET: "budget_exceeded",
     ErrorKind.UNKNOWN: "_OTHER",
@@ -459,6 +467,8 @@ class RefusalError(StructuredOutputError):
     """The model refused instead of giving the structured answer: ``refusal`` is what it said,
     ``category`` the provider's reason when it names one."""
 
+    kind = ErrorKind.REFUSAL
+
     def __init__(self, message: str, *, refusal: str = "", category: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -469,6 +479,8 @@ class RefusalError(StructuredOutputError):
 class ToolArgumentsError(LLMError, ValueError):
     """A tool call's arguments are not JSON; ``raw_text`` keeps them, ``incomplete`` says the
     reply was cut at ``max_tokens`` while they were being written."""
+
+    kind = ErrorKind.TOOL_ARGUMENTS
 
     def __init__(self, message: str, *, raw_text: str = "", tool_name: str = "",
                  incomplete: bool = False, **kwargs: Any) -> None:
