@@ -916,17 +916,15 @@ class _ChoiceAssembler:
     def choice_fields(self) -> dict[str, Any]:
         text = "".join(self.text)
         calls = self.tool_calls()
-        parts: list[Any]
-        if self.parts is not None:
-            parts = self.parts
-        else:
-            reasoning = "".join(self.reasoning)
-            parts = []
-            if reasoning or self.citations:
-                if reasoning:
-                    parts.append(ReasoningPart(text=reasoning))
-                if text:
-                    parts.append(TextPart(text=text, citations=self.citations or None))
+        # Blocks the transport sent whole (signed reasoning, cited text, provider tools) come
+        # first; reasoning and text known only from their deltas complete them.
+        parts: list[Any] = list(self.parts or ())
+        reasoning = "".join(self.reasoning)
+        if reasoning and not any(isinstance(p, ReasoningPart) for p in parts):
+            parts.insert(0, ReasoningPart(text=reasoning))
+        if (parts or self.citations) and text and not any(isinstance(p, TextPart)
+                                                          for p in parts):
+            parts.append(TextPart(text=text, citations=self.citations or None))
         refusal = self.refusal_details
         joined = "".join(self.refusal)
         if joined:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from .._clock import FakeClock
 from ..infrastructure.transports.mock import MockLLMTransport, MockReply, tool_call
+from ._content import Script
 from ._faults import Fault
 from ._server import MockProviderServer
 
-__all__ = ["FakeClock", "Fault", "MockLLMTransport", "MockProviderServer", "MockReply", "tool_call"]
+__all__ = ["FakeClock", "Fault", "MockLLMTransport", "MockProviderServer", "MockReply", "Script",
+           "tool_call"]

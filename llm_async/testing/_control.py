@@ -1,9 +1,9 @@
 """The control endpoints of the embedded provider server, under ``/_mock/``.
 
 They let another process program and inspect a running server: queue, list and clear faults
-(``/_mock/faults``), read the counters (``/_mock/stats``) and the recorded requests
-(``/_mock/requests``), reset everything (``/_mock/reset``) and check liveness
-(``/_mock/health``).
+(``/_mock/faults``) and content scripts (``/_mock/scripts``), read the counters
+(``/_mock/stats``) and the recorded requests (``/_mock/requests``), reset everything
+(``/_mock/reset``) and check liveness (``/_mock/health``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._content import Script
 from ._faults import Fault
 from ._state import ServerState
 from ._wire import dumps
@@ -48,6 +49,9 @@ class ControlEndpoints:
         router.add_post("/_mock/faults", self._add_faults)
         router.add_get("/_mock/faults", self._list_faults)
         router.add_delete("/_mock/faults", self._clear_faults)
+        router.add_post("/_mock/scripts", self._add_scripts)
+        router.add_get("/_mock/scripts", self._list_scripts)
+        router.add_delete("/_mock/scripts", self._clear_scripts)
         router.add_get("/_mock/stats", self._stats)
         router.add_post("/_mock/reset", self._reset_all)
         router.add_get("/_mock/requests", self._requests)
@@ -76,6 +80,28 @@ class ControlEndpoints:
 
     async def _clear_faults(self, request: web.Request) -> web.StreamResponse:
         return json_response({"cleared": self.state.faults.clear()})
+
+    async def _add_scripts(self, request: web.Request) -> web.StreamResponse:
+        try:
+            payload = json.loads(await request.read())
+        except ValueError:
+            return _control_error("body must be a JSON object (or a list of objects)")
+        items = payload if isinstance(payload, list) else [payload]
+        try:
+            scripts = [Script.from_dict(item) for item in items]
+        except (ValueError, TypeError) as exc:
+            return _control_error(str(exc))
+        for script in scripts:
+            self.state.scripts.add(script)
+        return json_response({"added": len(scripts), "pending": len(self.state.scripts)})
+
+    async def _list_scripts(self, request: web.Request) -> web.StreamResponse:
+        pending = [{**script.to_dict(), "remaining": remaining}
+                   for script, remaining in self.state.scripts.pending()]
+        return json_response({"scripts": pending})
+
+    async def _clear_scripts(self, request: web.Request) -> web.StreamResponse:
+        return json_response({"cleared": self.state.scripts.clear()})
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.state.counters.snapshot())

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from ._batch import BatchEndpoints
+from ._content import Script, enrich
 from ._control import ControlEndpoints
 from ._counters import RateLimitWindow, RecordedRequest, redact
 from ._dialect import Dialect
@@ -220,6 +221,15 @@ class MockProviderServer:
         """Queue ``fault`` (applies to its next ``times`` matching chat requests)."""
         self._state.faults.add(fault)
 
+    def add_script(self, script: Script) -> None:
+        """Queue ``script``: its next ``times`` matching replies refuse, cite sources or think
+        its words (see :class:`~llm_async.testing.Script`)."""
+        self._state.scripts.add(script)
+
+    def clear_scripts(self) -> int:
+        """Remove all pending scripts; returns how many were removed."""
+        return self._state.scripts.clear()
+
     def clear_faults(self) -> int:
         """Remove all pending faults; returns how many were removed."""
         return self._state.faults.clear()
@@ -332,6 +342,8 @@ class MockProviderServer:
                 )
             chat = dialect.parse_request(body, route)
             reply = state.generator.generate(chat)
+            script = state.select_script(model=model, path=path, stream=route.stream)
+            reply = enrich(reply, chat, script, state.seed)
         except RequestError as exc:
             info = ErrorInfo(exc.message, exc.error_type, exc.code)
             return self._error_response(dialect, ctx, exc.status, info, exc.param, fault=fault)

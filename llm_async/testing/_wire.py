@@ -10,7 +10,10 @@ It imports nothing else from the package.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
@@ -22,6 +25,7 @@ __all__ = [
     "ErrorInfo",
     "RateLimitSnapshot",
     "Reply",
+    "ReplyContent",
     "RequestError",
     "ResponseContext",
     "Route",
@@ -36,7 +40,10 @@ __all__ = [
     "format_seconds",
     "go_duration",
     "json_string",
+    "sign",
     "split_pieces",
+    "token_logprobs",
+    "verify",
 ]
 
 _JSON_SEPARATORS = (",", ":")
@@ -73,6 +80,33 @@ def split_pieces(text: str) -> list[str]:
     ``"".join(split_pieces(text)) == text.rstrip()`` and ``len(pieces) == count_tokens(text)``.
     """
     return _PIECE_RE.findall(text)
+
+
+def sign(text: str) -> str:
+    """The server's signature of reasoning ``text`` (opaque base64, like Anthropic's)."""
+    digest = hashlib.sha256(f"llm-async-mock-signature:{text}".encode()).digest()
+    return base64.b64encode(b"\x12\x08mock-sig" + digest).decode()
+
+
+def verify(text: str, signature: Any) -> bool:
+    """Whether ``signature`` is the server's signature of ``text``."""
+    return isinstance(signature, str) and signature == sign(text)
+
+
+def token_logprobs(pieces: list[str], top: int, seed: str) -> list[dict[str, Any]]:
+    """OpenAI-shaped ``logprobs.content`` for the text ``pieces`` (deterministic values)."""
+    rng = random.Random(f"logprobs:{seed}")
+    out: list[dict[str, Any]] = []
+    for piece in pieces:
+        logprob = -round(rng.random() * 0.5, 6)
+        alternatives = [{"token": piece, "logprob": logprob, "bytes": list(piece.encode())}]
+        for _ in range(max(0, top - 1)):
+            token = f" alt{rng.randrange(1000)}"
+            alternatives.append({"token": token, "logprob": round(logprob - 1 - rng.random(), 6),
+                                 "bytes": list(token.encode())})
+        out.append({"token": piece, "logprob": logprob, "bytes": list(piece.encode()),
+                    "top_logprobs": alternatives[:top]})
+    return out
 
 
 def go_duration(seconds: float) -> str:
@@ -152,6 +186,17 @@ class ChatRequest:
     tool_choice: str = "auto"
     #: The tool to call when ``tool_choice == "named"``.
     tool_name: str | None = None
+    #: How many answers to generate (OpenAI's ``n``).
+    n: int = 1
+    #: Whether token log probabilities were asked for, and how many alternatives per token.
+    logprobs: bool = False
+    top_logprobs: int = 0
+    #: Whether the model should show its reasoning (Anthropic ``thinking``, OpenAI
+    #: ``reasoning_effort``, OpenRouter ``reasoning``).
+    reasoning: bool = False
+    #: The JSON schema the answer must fill (``response_format: json_schema``); ``{}`` for
+    #: ``json_object``; ``None`` for free text.
+    response_schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +223,26 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ReplyContent:
+    """What a reply holds beyond text and a tool call: reasoning (with the server's signature),
+    a refusal, cited sources, the other answers of ``n`` > 1 and log probabilities."""
+
+    reasoning: str | None = None
+    #: The server's signature of ``reasoning`` (checked when a client sends the block back).
+    signature: str | None = None
+    #: Encrypted reasoning (rendered as Anthropic ``redacted_thinking``).
+    redacted: str | None = None
+    refusal: str | None = None
+    refusal_category: str | None = None
+    #: Sources the text cites: ``{"url", "title", "cited_text"}`` each.
+    citations: list[dict[str, str]] = field(default_factory=list)
+    #: The answers after the first when ``n`` > 1.
+    choices: list[Reply] = field(default_factory=list)
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(slots=True)
 class Reply:
     """A generated reply, before any wire formatting."""
 
@@ -189,6 +254,8 @@ class Reply:
     usage: Usage
     #: Hex sha256 of the model and the canonical messages (stable per request content).
     digest: str
+    #: Reasoning, refusal, citations, other choices, log probabilities.
+    content: ReplyContent = field(default_factory=ReplyContent)
 
     @property
     def text(self) -> str | None:

@@ -370,7 +370,7 @@ async def test_fault_status_default_body_and_retry_headers(
     ("status", "error_type", "code"),
     [
         (400, "invalid_request_error", None),
-        (401, "authentication_error", "invalid_api_key"),
+        (401, "invalid_request_error", "invalid_api_key"),  # as OpenAI sends a bad key
         (403, "permission_error", "permission_denied"),
         (404, "invalid_request_error", "model_not_found"),
         (429, "rate_limit_error", "rate_limit_exceeded"),

@@ -17,6 +17,7 @@ caches what is marked.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from .._wire import (
     canonical_json,
     count_tokens,
     dumps,
+    sign,
+    split_pieces,
+    verify,
 )
 
 __all__ = ["AnthropicDialect", "AnthropicRequest", "error_type"]
@@ -57,10 +61,13 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 _BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking",
-                          "redacted_thinking"})
+                          "redacted_thinking", "server_tool_use", "mcp_tool_use",
+                          "container_upload", "search_result"})
+_MIN_THINKING_BUDGET = 1024
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none", "tool": "named"}
 _STREAM_ERROR_DEFAULT = {"type": "overloaded_error", "message": "Overloaded"}
 _TOOL_ARGUMENT_FRAGMENTS = 4
+_SIGNATURE_PREFIX = base64.b64decode(sign(""))[:10]
 
 
 def error_type(status: int) -> str:
@@ -97,11 +104,42 @@ def _block_text(block: Mapping[str, Any]) -> str:
     return ""
 
 
+def _server_result(kind: Any) -> bool:
+    """Whether ``kind`` is the block type of a provider-run tool's result
+    (``web_search_tool_result``, ``code_execution_tool_result`` ...)."""
+    return isinstance(kind, str) and kind.endswith("_tool_result") and kind != "tool_result"
+
+
 def _check_block(block: Any, where: str) -> None:
-    if not isinstance(block, Mapping) or block.get("type") not in _BLOCK_TYPES:
+    if not isinstance(block, Mapping) or (block.get("type") not in _BLOCK_TYPES
+                                          and not _server_result(block.get("type"))):
         raise _invalid(f"{where}: Input tag does not match any of the expected content block "
-                       f"types {sorted(_BLOCK_TYPES)}")
+                       f"types {sorted(_BLOCK_TYPES)} or a server tool result")
     kind = block["type"]
+    if kind == "thinking":
+        thinking, signature = block.get("thinking"), block.get("signature")
+        if not isinstance(thinking, str) or not isinstance(signature, str):
+            raise _invalid(f"{where}: thinking blocks need a string thinking and signature")
+        if not verify(thinking, signature):
+            raise _invalid(f"{where}: Invalid `signature` in `thinking` block")
+        return
+    if kind == "redacted_thinking":
+        if not _redacted_ok(block.get("data")):
+            raise _invalid(f"{where}: Invalid `data` in `redacted_thinking` block")
+        return
+    if kind in ("server_tool_use", "mcp_tool_use"):
+        if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str) \
+                or not isinstance(block.get("input"), Mapping):
+            raise _invalid(f"{where}: {kind} blocks need a string id and name and an object input")
+        return
+    if _server_result(kind):
+        if not isinstance(block.get("tool_use_id"), str):
+            raise _invalid(f"{where}.tool_use_id: Field required")
+        return
+    citations = block.get("citations")
+    if citations is not None and (not isinstance(citations, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("type"), str) for c in citations)):
+        raise _invalid(f"{where}.citations: expected a list of citation objects")
     if kind == "text":
         text = block.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -148,6 +186,55 @@ def _parse_messages(raw: Any) -> list[ChatMessage]:
             raise _invalid(f"{where}.content: expected a string or a non-empty list of blocks")
         messages.append(ChatMessage(neutral_role, text, canonical_json(item)))
     return messages
+
+
+def _redacted_ok(data: Any) -> bool:
+    """Whether ``data`` is encrypted reasoning this server handed out."""
+    try:
+        return isinstance(data, str) and base64.b64decode(data).startswith(_SIGNATURE_PREFIX)
+    except ValueError:
+        return False
+
+
+def _check_thinking_turn(raw: list[Any]) -> None:
+    """With thinking on, the assistant turn whose tool calls the last user message answers must
+    start with its thinking (Anthropic's rule for tool loops)."""
+    last = len(raw) - 1
+    if last < 1 or not isinstance(raw[last], Mapping):
+        return
+    results = raw[last].get("content")
+    if not isinstance(results, list) or not any(
+            isinstance(b, Mapping) and b.get("type") == "tool_result" for b in results):
+        return
+    turn = raw[last - 1]
+    content = turn.get("content") if isinstance(turn, Mapping) else None
+    if turn.get("role") != "assistant" or not isinstance(content, list) or not content:
+        return
+    first = content[0].get("type") if isinstance(content[0], Mapping) else None
+    if first not in ("thinking", "redacted_thinking"):
+        raise _invalid(
+            f"messages.{last - 1}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+            f"but found `{first}`. When `thinking` is enabled, the final `assistant` message "
+            "before a set of `tool_result` blocks must start with a thinking block: send back "
+            "the thinking blocks of previous turns, or disable `thinking`.")
+
+
+def _parse_thinking(raw: Any, max_tokens: int) -> bool:
+    """Whether ``thinking`` is enabled (its budget checked against ``max_tokens``)."""
+    if raw is None:
+        return False
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    if kind == "disabled":
+        return False
+    if kind != "enabled":
+        raise _invalid("thinking.type: Input should be 'enabled' or 'disabled'")
+    budget = raw.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < _MIN_THINKING_BUDGET:
+        raise _invalid(f"thinking.enabled.budget_tokens: Input should be greater than or equal "
+                       f"to {_MIN_THINKING_BUDGET}")
+    if max_tokens <= budget:
+        raise _invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    return True
 
 
 def _parse_system(raw: Any) -> ChatMessage | None:
@@ -234,6 +321,11 @@ def parse_messages_request(body: Any) -> AnthropicRequest:
         messages.insert(0, system)
     tools = _parse_tools(body.get("tools"))
     tool_choice, tool_name = _parse_tool_choice(body.get("tool_choice"))
+    thinking = _parse_thinking(body.get("thinking"), max_tokens)
+    if thinking:
+        if tool_choice in ("required", "named"):
+            raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
+        _check_thinking_turn(body["messages"])
     return AnthropicRequest(
         model=model,
         messages=messages,
@@ -244,6 +336,7 @@ def parse_messages_request(body: Any) -> AnthropicRequest:
         tool_choice=tool_choice,
         tool_name=tool_name,
         cache_control=_has_cache_control(body),
+        reasoning=thinking,
     )
 
 
@@ -310,22 +403,81 @@ class AnthropicDialect(Dialect):
         return {"type": "tool_use", "id": tool_id, "name": call.name,
                 "input": json.loads(call.arguments) if with_input else {}}
 
+    def _search_blocks(self, request: ChatRequest, reply: Reply) -> list[dict[str, Any]]:
+        """A web search the model ran (``server_tool_use`` and ``web_search_tool_result``) for
+        the sources the reply cites."""
+        query = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+        tool_id = "srvtoolu_" + reply.digest[:24]
+        results = [{"type": "web_search_result", "url": c["url"], "title": c.get("title", ""),
+                    "encrypted_content": sign("page:" + c["url"]), "page_age": None}
+                   for c in reply.content.citations]
+        return [
+            {"type": "server_tool_use", "id": tool_id, "name": "web_search",
+             "input": {"query": " ".join(query.split()[:12])}},
+            {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results},
+        ]
+
+    @staticmethod
+    def _citations(reply: Reply) -> list[dict[str, Any]]:
+        return [{"type": "web_search_result_location", "url": c["url"],
+                 "title": c.get("title", ""), "cited_text": c.get("cited_text", ""),
+                 "encrypted_index": sign("index:" + c["url"])}
+                for c in reply.content.citations]
+
+    @staticmethod
+    def _thinking_block(reply: Reply, *, full: bool) -> dict[str, Any] | None:
+        content = reply.content
+        if content.redacted is not None:
+            return {"type": "redacted_thinking", "data": content.redacted}
+        if content.reasoning is None:
+            return None
+        return {"type": "thinking", "thinking": content.reasoning if full else "",
+                "signature": (content.signature or "") if full else ""}
+
+    def _stop(self, reply: Reply) -> tuple[str, dict[str, Any] | None]:
+        content = reply.content
+        if content.refusal is not None:
+            return "refusal", {"type": "refusal", "category": content.refusal_category,
+                               "explanation": content.refusal}
+        return _STOP.get(reply.finish_reason, "end_turn"), None
+
+    def _usage_with_tools(self, request: ChatRequest, reply: Reply) -> dict[str, Any]:
+        usage: dict[str, Any] = dict(self.usage(request, reply))
+        if reply.content.citations:
+            usage["server_tool_use"] = {"web_search_requests": 1}
+        return usage
+
     def render_response(self, ctx: ResponseContext, request: ChatRequest, reply: Reply) -> bytes:
-        """The ``message`` object."""
-        if reply.tool_call is not None:
-            content = [self._tool_block(reply, with_input=True)]
-        else:
-            content = [{"type": "text", "text": reply.text or ""}]
-        payload = {
+        """The ``message`` object: signed thinking first when asked for, a web search and
+        cited text when scripted, then the text or the tool call; a refusal stops with
+        ``stop_reason: "refusal"`` and ``stop_details``."""
+        content: list[dict[str, Any]] = []
+        thinking = self._thinking_block(reply, full=True)
+        if thinking is not None:
+            content.append(thinking)
+        stop, details = self._stop(reply)
+        if details is None:
+            if reply.content.citations:
+                content += self._search_blocks(request, reply)
+            if reply.tool_call is not None:
+                content.append(self._tool_block(reply, with_input=True))
+            else:
+                block: dict[str, Any] = {"type": "text", "text": reply.text or ""}
+                if reply.content.citations:
+                    block["citations"] = self._citations(reply)
+                content.append(block)
+        payload: dict[str, Any] = {
             "id": ctx.response_id,
             "type": "message",
             "role": "assistant",
             "model": ctx.model,
             "content": content,
-            "stop_reason": _STOP.get(reply.finish_reason, "end_turn"),
+            "stop_reason": stop,
             "stop_sequence": None,
-            "usage": self.usage(request, reply),
+            "usage": self._usage_with_tools(request, reply),
         }
+        if details is not None:
+            payload["stop_details"] = details
         return dumps(payload).encode()
 
     def render_stream(
@@ -333,40 +485,91 @@ class AnthropicDialect(Dialect):
     ) -> StreamScript:
         """``message_start``, ``content_block_start``, ``ping``, one ``content_block_delta`` per
         word (or tool-input fragment), ``content_block_stop``, ``message_delta``,
-        ``message_stop``."""
-        usage = self.usage(request, reply)
+        ``message_stop``; thinking, web-search and cited-text blocks come first, each with its
+        own start, deltas (``thinking_delta`` and ``signature_delta``, ``citations_delta``) and
+        stop."""
+        usage = self._usage_with_tools(request, reply)
         start_usage = {**usage, "output_tokens": 1}
         message: dict[str, Any] = {
             "id": ctx.response_id, "type": "message", "role": "assistant", "content": [],
             "model": ctx.model, "stop_reason": None, "stop_sequence": None, "usage": start_usage,
         }
-        if reply.tool_call is None:
-            block: dict[str, Any] = {"type": "text", "text": ""}
-            body = [_event("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": piece}}) for piece in reply.pieces]
-        else:
-            block = self._tool_block(reply, with_input=False)
-            body = [_event("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": fragment}})
-                for fragment in _fragments(reply.tool_call.arguments, _TOOL_ARGUMENT_FRAGMENTS)]
+        stop, details = self._stop(reply)
+        blocks = self._stream_blocks(request, reply, details is not None)
         head = [
             _event("message_start", {"type": "message_start", "message": message}),
-            _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": block}),
+            blocks[0][0],
             _event("ping", {"type": "ping"}),
         ]
+        body: list[bytes] = []
+        for number, (start, deltas) in enumerate(blocks):
+            if number:
+                stop_prev = _event("content_block_stop", {"type": "content_block_stop",
+                                                          "index": number - 1})
+                deltas = deltas or [b""]
+                deltas[0] = stop_prev + start + deltas[0]
+            body += [d for d in deltas if d]
+        delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
+        if details is not None:
+            delta["stop_details"] = details
         tail = [
-            _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _event("content_block_stop", {"type": "content_block_stop",
+                                          "index": len(blocks) - 1}),
             _event("message_delta", {
-                "type": "message_delta",
-                "delta": {"stop_reason": _STOP.get(reply.finish_reason, "end_turn"),
-                          "stop_sequence": None},
+                "type": "message_delta", "delta": delta,
                 "usage": {"output_tokens": usage["output_tokens"]}}),
             _event("message_stop", {"type": "message_stop"}),
         ]
         return StreamScript(head, body, tail)
+
+    def _stream_blocks(self, request: ChatRequest, reply: Reply,
+                       refused: bool) -> list[tuple[bytes, list[bytes]]]:
+        """Each block of a streamed reply: its start event and its delta events."""
+        blocks: list[tuple[bytes, list[bytes]]] = []
+
+        def start(block: dict[str, Any]) -> bytes:
+            return _event("content_block_start", {"type": "content_block_start",
+                                                  "index": len(blocks), "content_block": block})
+
+        def delta(payload: dict[str, Any]) -> bytes:
+            return _event("content_block_delta", {"type": "content_block_delta",
+                                                  "index": len(blocks), "delta": payload})
+
+        thinking = self._thinking_block(reply, full=False)
+        if thinking is not None:
+            if thinking["type"] == "redacted_thinking":
+                blocks.append((start(thinking), []))
+            else:
+                text = reply.content.reasoning or ""
+                deltas = [delta({"type": "thinking_delta", "thinking": piece})
+                          for piece in split_pieces(text)]
+                deltas.append(delta({"type": "signature_delta",
+                                     "signature": reply.content.signature or ""}))
+                blocks.append((start(thinking), deltas))
+        if refused:
+            if not blocks:
+                blocks.append((start({"type": "text", "text": ""}), []))
+            return blocks
+        if reply.content.citations:
+            call, result = self._search_blocks(request, reply)
+            blocks.append((start({**call, "input": {}}), [delta(
+                {"type": "input_json_delta", "partial_json": dumps(call["input"])})]))
+            blocks.append((start(result), []))
+        if reply.tool_call is None:
+            cited = bool(reply.content.citations)
+            block: dict[str, Any] = {"type": "text", "text": ""}
+            if cited:
+                block["citations"] = []
+            deltas = [delta({"type": "citations_delta", "citation": c})
+                      for c in self._citations(reply)]
+            deltas += [delta({"type": "text_delta", "text": piece}) for piece in reply.pieces]
+            blocks.append((start(block), deltas))
+        else:
+            arguments = reply.tool_call.arguments
+            blocks.append((start(self._tool_block(reply, with_input=False)), [
+                delta({"type": "input_json_delta", "partial_json": fragment})
+                for fragment in _fragments(arguments, _TOOL_ARGUMENT_FRAGMENTS)]))
+        return blocks
 
     def stream_error_event(
         self, ctx: ResponseContext, reply: Reply, error: dict[str, Any] | None

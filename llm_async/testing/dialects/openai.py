@@ -9,6 +9,7 @@ core in :mod:`llm_async.testing._wire`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,9 +27,12 @@ from .._wire import (
     ToolSpec,
     Usage,
     canonical_json,
+    count_tokens,
     dumps,
     go_duration,
     json_string,
+    split_pieces,
+    token_logprobs,
 )
 
 __all__ = [
@@ -198,6 +202,27 @@ def parse_chat_request(body: Any) -> ChatRequest:
 
     tools = _parse_tools(body.get("tools"))
     tool_choice, tool_name = _parse_tool_choice(body.get("tool_choice"))
+    n = _optional_positive_int(body, "n") or 1
+    if n > 128:
+        raise RequestError("Invalid 'n': integer above maximum value. Expected a value <= 128.",
+                           param="n", code="integer_above_max_value")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise RequestError("Invalid type for 'logprobs': expected a boolean.", param="logprobs",
+                           code="invalid_type")
+    top = body.get("top_logprobs")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
+            raise RequestError("Invalid 'top_logprobs': expected an integer between 0 and 20.",
+                               param="top_logprobs", code="invalid_value")
+        if not logprobs:
+            raise RequestError("Invalid value for 'top_logprobs': 'logprobs' must be set to "
+                               "true when 'top_logprobs' is set.", param="top_logprobs",
+                               code="invalid_value")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in ("none", "minimal", "low", "medium", "high"):
+        raise RequestError(f"Invalid value for 'reasoning_effort': {effort!r}.",
+                           param="reasoning_effort", code="invalid_value")
     return ChatRequest(
         model=model,
         messages=messages,
@@ -207,7 +232,34 @@ def parse_chat_request(body: Any) -> ChatRequest:
         tools=tools,
         tool_choice=tool_choice,
         tool_name=tool_name,
+        n=n,
+        logprobs=bool(logprobs),
+        top_logprobs=top or 0,
+        reasoning=effort not in (None, "none"),
+        response_schema=_response_schema(body.get("response_format")),
     )
+
+
+def _response_schema(raw: Any) -> dict[str, Any] | None:
+    """The schema ``response_format`` asks the answer to fill (``{}`` for ``json_object``)."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    if kind == "json_schema":
+        spec = raw.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise RequestError("Missing required parameter: 'response_format.json_schema.name'.",
+                               param="response_format.json_schema.name",
+                               code="missing_required_parameter")
+        return schema if isinstance(schema, dict) else {}
+    raise RequestError("Invalid value for 'response_format.type': expected 'text', "
+                       "'json_object' or 'json_schema'.", param="response_format.type",
+                       code="invalid_value")
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,15 +267,36 @@ def parse_chat_request(body: Any) -> ChatRequest:
 # --------------------------------------------------------------------------------------------
 
 
-def usage_payload(usage: Usage) -> dict[str, Any]:
+def usage_payload(usage: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
     """The OpenAI ``usage`` object."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
+
+
+def reasoning_tokens(reply: Reply) -> int:
+    """The tokens of a reply's reasoning (part of its completion tokens)."""
+    return count_tokens(reply.content.reasoning or "")
+
+
+def citation_annotations(reply: Reply) -> list[dict[str, Any]]:
+    """``url_citation`` annotations for the sources a reply cites (spanning its text)."""
+    end = len(reply.text or "")
+    return [{"type": "url_citation",
+             "url_citation": {"url": c["url"], "title": c.get("title", ""),
+                              "start_index": 0, "end_index": end}}
+            for c in reply.content.citations]
+
+
+def _plain(reply: Reply) -> bool:
+    """Whether a reply is text or a tool call only (the fast rendering paths)."""
+    content = reply.content
+    return (content.reasoning is None and content.refusal is None and not content.citations
+            and not content.choices and not content.logprobs)
 
 
 def _chunk_prefix(ctx: ResponseContext) -> str:
@@ -289,19 +362,33 @@ class OpenAIDialect(Dialect):
         return f"chatcmpl-{reply.digest[:16]}{ctx.number:08x}"
 
     def error_payload(self, status: int, info: ErrorInfo, param: str | None = None) -> Any:
-        """``{"error": {"message", "type", "param", "code"}}``."""
+        """``{"error": {"message", "type", "param", "code"}}`` (a 401 is an
+        ``invalid_request_error`` with code ``invalid_api_key``, as OpenAI sends it)."""
+        error_type = info.type
+        code = info.code
+        if status == 401:
+            error_type, code = "invalid_request_error", code or "invalid_api_key"
         return {
             "error": {
                 "message": info.message,
-                "type": info.type,
+                "type": error_type,
                 "param": param,
-                "code": info.code,
+                "code": code,
             }
         }
 
-    def render_response(self, ctx: ResponseContext, request: ChatRequest, reply: Reply) -> bytes:
-        """The ``chat.completion`` object."""
+    def _message(self, reply: Reply) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        content = reply.content
+        if content.refusal is not None:
+            message["content"] = None
+            message["refusal"] = content.refusal
+        elif not _plain(reply):
+            message["refusal"] = None
+        if content.reasoning is not None:
+            message.update(self.reasoning_fields(content.reasoning, content.signature))
+        if content.citations:
+            message["annotations"] = citation_annotations(reply)
         call = reply.tool_call
         if call is not None:
             message["tool_calls"] = [
@@ -311,21 +398,42 @@ class OpenAIDialect(Dialect):
                     "function": {"name": call.name, "arguments": call.arguments},
                 }
             ]
+        return message
+
+    def reasoning_fields(self, text: str, signature: str | None) -> dict[str, Any]:
+        """The message (or delta) fields of reasoning ``text``: ``reasoning_content``, as
+        OpenAI-compatible reasoning servers (DeepSeek, vLLM) send it."""
+        return {"reasoning_content": text}
+
+    def _logprobs(self, reply: Reply, main: Reply, index: int) -> dict[str, Any] | None:
+        if not main.content.logprobs:
+            return None
+        pieces = reply.pieces if main.content.refusal is None else []
+        return {"content": token_logprobs(pieces, main.content.top_logprobs,
+                                          f"{reply.digest}:{index}"),
+                "refusal": None}
+
+    def render_response(self, ctx: ResponseContext, request: ChatRequest, reply: Reply) -> bytes:
+        """The ``chat.completion`` object (every choice of ``n``; reasoning as
+        ``reasoning_content``; a refusal as ``refusal``; citations as ``annotations``;
+        ``logprobs`` when asked)."""
+        choices = [
+            {
+                "index": index,
+                "message": self._message(answer),
+                "finish_reason": answer.finish_reason,
+                "logprobs": self._logprobs(answer, reply, index),
+            }
+            for index, answer in enumerate([reply, *reply.content.choices])
+        ]
         payload = {
             "id": ctx.response_id,
             "object": "chat.completion",
             "created": ctx.created,
             "model": ctx.model,
             "system_fingerprint": _FINGERPRINT,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": reply.finish_reason,
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage_payload(reply.usage),
+            "choices": choices,
+            "usage": usage_payload(reply.usage, reasoning_tokens(reply)),
         }
         return dumps(payload).encode()
 
@@ -334,6 +442,8 @@ class OpenAIDialect(Dialect):
     ) -> StreamScript:
         """Role chunk, one chunk per word (or tool-argument fragment), finish chunk, optional
         usage chunk, ``[DONE]``."""
+        if not _plain(reply):
+            return self._render_rich_stream(ctx, request, reply)
         prefix = "data: " + _chunk_prefix(ctx)
         call = reply.tool_call
         if call is None:
@@ -360,16 +470,75 @@ class OpenAIDialect(Dialect):
         )
         tail = [(prefix + "{}" + finish_tail + "\n\n").encode()]
         if request.include_usage:
-            usage_chunk = {
-                "id": ctx.response_id,
-                "object": "chat.completion.chunk",
-                "created": ctx.created,
-                "model": ctx.model,
+            tail.append(self._usage_event(ctx, reply))
+        tail.append(_DONE)
+        return StreamScript(head, body, tail)
+
+    def _usage_event(self, ctx: ResponseContext, reply: Reply) -> bytes:
+        usage_chunk = {
+            "id": ctx.response_id,
+            "object": "chat.completion.chunk",
+            "created": ctx.created,
+            "model": ctx.model,
+            "system_fingerprint": _FINGERPRINT,
+            "choices": [],
+            "usage": usage_payload(reply.usage, reasoning_tokens(reply)),
+        }
+        return ("data: " + dumps(usage_chunk) + "\n\n").encode()
+
+    def _render_rich_stream(
+        self, ctx: ResponseContext, request: ChatRequest, reply: Reply
+    ) -> StreamScript:
+        """The general stream: reasoning deltas (``reasoning_content``), refusal deltas,
+        annotations, ``logprobs`` per content chunk, and the chunks of every choice of ``n``
+        (each with its ``index``)."""
+
+        def event(index: int, delta: dict[str, Any], finish: str | None = None,
+                  logprobs: Any = None) -> bytes:
+            chunk = {
+                "id": ctx.response_id, "object": "chat.completion.chunk",
+                "created": ctx.created, "model": ctx.model,
                 "system_fingerprint": _FINGERPRINT,
-                "choices": [],
-                "usage": usage_payload(reply.usage),
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish,
+                             "logprobs": logprobs}],
             }
-            tail.append(("data: " + dumps(usage_chunk) + "\n\n").encode())
+            return ("data: " + dumps(chunk) + "\n\n").encode()
+
+        answers = [reply, *reply.content.choices]
+        head = [event(i, {"role": "assistant", "content": ""}) for i in range(len(answers))]
+        body: list[bytes] = []
+        for index, answer in enumerate(answers):
+            content = answer.content if answer is reply else reply.content
+            if answer is reply and content.reasoning is not None:
+                pieces = split_pieces(content.reasoning)
+                body += [event(index, self.reasoning_fields(
+                    piece, content.signature if n == len(pieces) - 1 else None))
+                    for n, piece in enumerate(pieces)]
+            if answer is reply and content.refusal is not None:
+                body += [event(index, {"refusal": piece})
+                         for piece in split_pieces(content.refusal)]
+                continue
+            call = answer.tool_call
+            if call is not None:
+                head_delta = json.loads(_tool_call_delta_head(answer))
+                body.append(event(index, head_delta))
+                body += [event(index, {"tool_calls": [{"index": 0, "function": {
+                    "arguments": fragment}}]})
+                    for fragment in _split_fragments(call.arguments, _TOOL_ARGUMENT_FRAGMENTS)]
+                continue
+            probs = self._logprobs(answer, reply, index)
+            for position, piece in enumerate(answer.pieces):
+                chunk_probs = None
+                if probs is not None:
+                    chunk_probs = {"content": probs["content"][position:position + 1],
+                                   "refusal": None}
+                body.append(event(index, {"content": piece}, logprobs=chunk_probs))
+            if answer is reply and content.citations:
+                body.append(event(index, {"annotations": citation_annotations(answer)}))
+        tail = [event(index, {}, finish=answer.finish_reason)
+                for index, answer in enumerate(answers)]
+        if request.include_usage:
+            tail.append(self._usage_event(ctx, reply))
         tail.append(_DONE)
         return StreamScript(head, body, tail)
 

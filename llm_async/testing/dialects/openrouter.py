@@ -32,7 +32,7 @@ from .._wire import (
     Usage,
     dumps,
 )
-from .openai import MODELS as OPENAI_MODELS, OpenAIDialect, usage_payload
+from .openai import MODELS as OPENAI_MODELS, OpenAIDialect, reasoning_tokens, usage_payload
 
 __all__ = ["COMPLETION_PRICE", "PROMPT_PRICE", "OpenRouterDialect", "cost"]
 
@@ -58,8 +58,9 @@ def cost(usage: Usage) -> float:
                   + usage.completion_tokens * COMPLETION_PRICE) / 1_000_000, 12)
 
 
-def _usage(usage: Usage) -> dict[str, Any]:
-    payload = usage_payload(usage)
+def _usage(reply: Reply) -> dict[str, Any]:
+    usage = reply.usage
+    payload = usage_payload(usage, reasoning_tokens(reply))
     payload["cost"] = cost(usage)
     payload["is_byok"] = False
     payload["cost_details"] = {"upstream_inference_cost": None}
@@ -97,7 +98,23 @@ class OpenRouterDialect(OpenAIDialect):
                                code="invalid_value")
         _check_routing(body)
         chat.include_usage = True
+        reasoning = body.get("reasoning")
+        if reasoning is not None and not isinstance(reasoning, Mapping):
+            raise RequestError("'reasoning' must be an object", param="reasoning",
+                               code="invalid_type")
+        if (isinstance(reasoning, Mapping) and reasoning.get("enabled") is not False
+                and not reasoning.get("exclude")) or body.get("include_reasoning") is True:
+            chat.reasoning = True
         return chat
+
+    def reasoning_fields(self, text: str, signature: str | None) -> dict[str, Any]:
+        """``reasoning`` and ``reasoning_details`` (one ``reasoning.text`` entry; its
+        signature comes with the last piece of a stream)."""
+        detail: dict[str, Any] = {"type": "reasoning.text", "text": text,
+                                  "format": "anthropic-claude-v1", "index": 0}
+        if signature is not None:
+            detail["signature"] = signature
+        return {"reasoning": text, "reasoning_details": [detail]}
 
     def response_id(self, ctx: ResponseContext, reply: Reply) -> str:
         """``gen-`` + request-content hash + request number (hex)."""
@@ -115,7 +132,7 @@ class OpenRouterDialect(OpenAIDialect):
         """OpenAI's ``chat.completion`` with ``provider`` and usage ``cost``."""
         payload = json.loads(super().render_response(ctx, request, reply))
         payload["provider"] = _PROVIDER
-        payload["usage"] = _usage(reply.usage)
+        payload["usage"] = _usage(reply)
         return dumps(payload).encode()
 
     def render_stream(
@@ -135,7 +152,7 @@ class OpenRouterDialect(OpenAIDialect):
             "object": "chat.completion.chunk",
             "created": ctx.created,
             "choices": [],
-            "usage": _usage(reply.usage),
+            "usage": _usage(reply),
         }
         tail = [part for part in script.tail if part != _DONE]
         tail += [("data: " + dumps(usage_event) + "\n\n").encode(), _DONE]

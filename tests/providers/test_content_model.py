@@ -1,0 +1,179 @@
+"""The typed content model: parts in and out, truncated tool calls, tolerant stream ends and
+strict stream cuts, provider extras on chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm_async import AsyncLLMClient
+from llm_async.errors import APIConnectionError, StreamError, ToolArgumentsError
+from llm_async.infrastructure.sse import SSEEvent
+from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
+from llm_async.infrastructure.transports.openai_transport import OpenAITransport
+from llm_async.testing import Fault, MockProviderServer
+from llm_async.types import (
+    ChatChunk,
+    ChatResponse,
+    Citation,
+    FunctionCall,
+    Message,
+    ProviderBlockPart,
+    ReasoningPart,
+    ServerToolCallPart,
+    StreamAssembler,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    build_request,
+)
+
+REQUEST = build_request(model="m", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_cut_tool_call_is_marked_and_its_arguments_raise_a_typed_error() -> None:
+    assembler = StreamAssembler()
+    assembler.add(ChatChunk(tool_calls=[ToolCallDelta(index=0, id="c1", name="make_file",
+                                                      arguments='{"lines": ["a", "b')]))
+    assembler.add(ChatChunk(finish_reason="length"))
+    call = assembler.response().tool_calls[0]
+    assert call.incomplete
+    with pytest.raises(ToolArgumentsError) as info:
+        call.parsed_arguments()
+    assert isinstance(info.value, ValueError)
+    assert info.value.raw_text == '{"lines": ["a", "b' and info.value.tool_name == "make_file"
+    assert "cut at max_tokens" in info.value.message
+    whole = ToolCall(id="c2", function=FunctionCall(name="f", arguments='{"a": 1}'))
+    assert whole.parsed_arguments() == {"a": 1} and not whole.incomplete
+    with pytest.raises(ToolArgumentsError):
+        ToolCall(id="c3", function=FunctionCall(name="f", arguments="{oops")).parsed_arguments()
+
+
+def test_parts_validate_from_dicts_and_round_trip_as_json() -> None:
+    message = Message.model_validate({"role": "assistant", "content": [
+        {"type": "reasoning", "text": "hmm", "signature": "sig"},
+        {"type": "server_tool_call", "id": "s1", "name": "web_search", "input": {"q": "x"}},
+        {"type": "text", "text": "Yes.", "citations": [{"type": "url_citation",
+                                                        "url": "https://example.org"}]},
+        {"type": "provider_block", "provider": "anthropic", "block": {"type": "compaction"}},
+    ]})
+    assert [type(p) for p in message.content or ()] == [
+        ReasoningPart, ServerToolCallPart, TextPart, ProviderBlockPart]
+    assert message.text == "Yes."
+    response = ChatResponse(content="Yes.", parts=list(message.content or ()))
+    again = ChatResponse.model_validate_json(response.model_dump_json())
+    assert again.parts == response.parts and again.reasoning == "hmm"
+    assert again.citations == [Citation(url="https://example.org")]
+    assert again.message.content == response.parts
+
+
+def test_non_stream_list_content_is_parsed() -> None:
+    transport = OpenAITransport(api_key="k", base_url="http://127.0.0.1:9")
+    response = transport.parse_response({"id": "x", "model": "magistral", "choices": [{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": [{"type": "text", "text": "Think."}]},
+            {"type": "text", "text": "Answer."}]}}]}, REQUEST)
+    assert (response.text, response.reasoning) == ("Answer.", "Think.")
+    assert [type(p) for p in response.parts] == [ReasoningPart, TextPart]
+
+
+def test_provider_fields_land_in_extras_on_responses_and_chunks() -> None:
+    transport = OpenAITransport(api_key="k", base_url="http://127.0.0.1:9")
+    filters = {"hate": {"filtered": False, "severity": "safe"}}
+    response = transport.parse_response({"id": "x", "model": "m", "prompt_filter_results": [
+        {"prompt_index": 0}], "choices": [{"index": 0, "finish_reason": "stop",
+                                           "content_filter_results": filters,
+                                           "message": {"role": "assistant", "content": "hi"}}]},
+                                         REQUEST)
+    assert response.extras == {"prompt_filter_results": [{"prompt_index": 0}],
+                               "content_filter_results": filters}
+    parser = transport.stream_parser(REQUEST)
+    assert parser.feed(SSEEvent("message", b'{"choices":[],"prompt_filter_results":[1]}')) == []
+    chunks = parser.feed(SSEEvent("message", (
+        b'{"id":"x","choices":[{"index":0,"delta":{"content":"hi"},'
+        b'"content_filter_results":{"hate":{"filtered":false}}}]}')))
+    assert chunks[0].extras == {"prompt_filter_results": [1],
+                                "content_filter_results": {"hate": {"filtered": False}}}
+
+
+def _anthropic_events(*events: dict[str, Any]) -> list[SSEEvent]:
+    import json
+
+    return [SSEEvent(event=e["type"], data=json.dumps(e).encode()) for e in events]
+
+
+def test_anthropic_stream_complete_without_message_stop_but_not_before_its_stop() -> None:
+    transport = AnthropicTransport(api_key="k", base_url="http://127.0.0.1:9")
+    start = {"type": "message_start", "message": {"id": "m1", "model": "claude",
+                                                  "usage": {"input_tokens": 3}}}
+    block = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "text", "text": ""}}
+    delta = {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "text_delta", "text": "Hi"}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 1}}
+    cut = transport.stream_parser(REQUEST)
+    for event in _anthropic_events(start, block, delta):
+        cut.feed(event)
+    assert cut.end() is None  # cut before the stop reason: incomplete
+    whole = transport.stream_parser(REQUEST)
+    for event in _anthropic_events(start, block, delta, stop):
+        whole.feed(event)
+    final = whole.end()
+    assert final is not None and final[0].finish_reason == "stop"
+    assert final[0].usage is not None and final[0].usage.output_tokens == 1
+
+
+def test_openai_stream_is_complete_after_every_choice_finished() -> None:
+    parser = OpenAITransport(api_key="k", base_url="http://127.0.0.1:9").stream_parser(REQUEST)
+    parser.feed(SSEEvent("message", b'{"choices":[{"index":0,"delta":{"content":"a"}},'
+                              b'{"index":1,"delta":{"content":"b"}}]}'))
+    parser.feed(SSEEvent("message", b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'))
+    assert parser.end() is None  # choice 1 has not finished
+    parser.feed(SSEEvent("message", b'{"choices":[{"index":1,"delta":{},"finish_reason":"stop"}]}'))
+    assert parser.end() == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_stream_cut_before_its_finish_is_a_typed_error(mock_server: MockProviderServer,
+                                                               provider: str) -> None:
+    base = mock_server.base_url if provider == "openai" else mock_server.anthropic_base_url
+    async with AsyncLLMClient(provider, api_key="k", base_url=base, layers=[]) as client:
+        mock_server.add_fault(Fault(cut_after=2))
+        with pytest.raises(StreamError) as info:
+            async for _ in client.stream(model="m", messages=[{"role": "user",
+                                                                "content": "hi"}]):
+                pass
+        assert isinstance(info.value.cause, APIConnectionError)
+        mock_server.add_fault(Fault(cut_after=0))
+        with pytest.raises((StreamError, APIConnectionError)):
+            async for _ in client.stream(model="m", messages=[{"role": "user",
+                                                                "content": "hi"}]):
+                pass
+
+
+def test_reasoning_without_a_signature_is_not_sent_to_anthropic() -> None:
+    transport = AnthropicTransport(api_key="k", base_url="http://127.0.0.1:9")
+    request = build_request(model="claude", messages=[
+        {"role": "user", "content": "hi"},
+        Message(role="assistant", content=[ReasoningPart(text="from deepseek"),
+                                           ReasoningPart(text="signed", signature="s"),
+                                           TextPart(text="Hello")]),
+        {"role": "user", "content": "again"}])
+    body = transport.build_payload(request, stream=False)
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "signed", "signature": "s"},
+        {"type": "text", "text": "Hello"}]
+    openai_body = OpenAITransport(api_key="k", base_url="http://127.0.0.1:9").build_payload(
+        request, stream=False)
+    assert openai_body["messages"][1] == {"role": "assistant", "content": "Hello"}
+
+
+def test_anthropic_rejects_options_it_does_not_have() -> None:
+    transport = AnthropicTransport(api_key="k", base_url="http://127.0.0.1:9")
+    for option in ({"n": 2}, {"logprobs": True}):
+        request = build_request(model="claude", messages=[{"role": "user", "content": "hi"}],
+                                **option)
+        with pytest.raises(Exception, match=f"does not support {next(iter(option))}"):
+            transport.build_payload(request, stream=False)
