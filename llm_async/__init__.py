@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "FakeClock": "._clock",
     "SystemClock": "._clock",
     # types
-    "CallContext": ".types",
+    "CallContext": ".context",
     "ChatChunk": ".types",
     "ChatRequest": ".types",
     "ChatResponse": ".types",
@@ -267,6 +267,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import (
         Settings as Settings,
     )
+    from .context import CallContext as CallContext
     from .domain.ports import (
         Handler as Handler,
         Layer as Layer,
@@ -393,7 +394,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MockProviderServer as MockProviderServer,
     )
     from .types import (
-        CallContext as CallContext,
         ChatChunk as ChatChunk,
         ChatRequest as ChatRequest,
         ChatResponse as ChatResponse,

@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import PROVIDERS, Settings
+from .config import Settings
+from .context import CallContext
 from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
 from .errors import InvalidRequestError
+from .infrastructure.transports import registry
 from .infrastructure.transports.router import ProviderRouter, split_model
 from .types import (
     ChatChunk,
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT", "AsyncLLMClient", "ChatStream", "ClientOptions", "make_transport"]
 
 T = TypeVar("T")
+_ZERO = Decimal(0)
 
 
 class _Default:
@@ -81,28 +85,12 @@ class ClientOptions:
 
 def make_transport(provider: str, *, api_key: str | None = None, base_url: str | None = None,
                    settings: Settings | None = None, **kwargs: Any) -> Handler:
-    """A transport for ``provider`` (imported on first use, so unused providers cost nothing)."""
+    """A transport for ``provider`` (from the provider registry; its module is imported on
+    first use, so unused providers cost nothing). Key and base URL default to the settings."""
     settings = settings or Settings.model_validate({})
     api_key = api_key if api_key is not None else settings.api_key(provider)
     base_url = base_url if base_url is not None else settings.base_url(provider)
-    if provider == "openai":
-        from .infrastructure.transports.openai_transport import OpenAITransport
-
-        return OpenAITransport(api_key, base_url, **kwargs)
-    if provider == "anthropic":
-        from .infrastructure.transports.anthropic_transport import AnthropicTransport
-
-        return AnthropicTransport(api_key, base_url, **kwargs)
-    if provider == "openrouter":
-        from .infrastructure.transports.openrouter_transport import OpenRouterTransport
-
-        return OpenRouterTransport(api_key, base_url, **kwargs)
-    if provider == "mock":
-        from .infrastructure.transports.mock import MockLLMTransport
-
-        return MockLLMTransport()
-    raise InvalidRequestError(f"unknown provider {provider!r}; expected one of {PROVIDERS}",
-                              field="provider")
+    return registry.make_transport(provider, api_key=api_key, base_url=base_url, **kwargs)
 
 
 class AsyncLLMClient:
@@ -165,8 +153,7 @@ class AsyncLLMClient:
         if provider not in found:
             found[provider] = make_transport(
                 provider, api_key=api_key, base_url=base_url, settings=settings,
-                timeout=self.timeout, headers=headers, max_connections=max_connections,
-            ) if provider != "mock" else make_transport("mock")
+                timeout=self.timeout, headers=headers, max_connections=max_connections)
         self.transports = found
         innermost: Handler = (found[provider] if len(found) == 1
                               else ProviderRouter(found, default=provider))
@@ -229,12 +216,14 @@ class AsyncLLMClient:
 
         ``params`` are request fields (``temperature``, ``max_tokens``, ``tools``, ...) and the
         per-call keywords ``timeout``, ``extra_headers``, ``extra_body``, ``user_id``,
-        ``project_id``, ``metadata`` and ``options``.
+        ``project_id``, ``metadata`` and ``options``; ``context=CallContext()`` lets the caller
+        watch this call's events, attempts and cost (a context serves one call only).
         """
         if self._closed:
             raise InvalidRequestError("the client is closed")
+        ctx = _context(params.pop("context", None))
         request = self.build_request(model, messages, params, stream=False)
-        response = await self.handler.chat(request)
+        response = await self.handler.chat(request, ctx)
         if request.response_format is not None:
             from .structured import apply_structured_output
 
@@ -249,8 +238,9 @@ class AsyncLLMClient:
         """
         if self._closed:
             raise InvalidRequestError("the client is closed")
+        ctx = _context(params.pop("context", None))
         request = self.build_request(model, messages, params, stream=True)
-        return ChatStream(self.handler, request)
+        return ChatStream(self.handler, request, ctx)
 
     async def chat_many(self, requests: Iterable[ChatRequest | Mapping[str, Any]], *,
                         concurrency: int = 8, progress: Any = None,
@@ -309,20 +299,37 @@ class AsyncLLMClient:
         return f"AsyncLLMClient(provider={self.provider!r}, stack={' -> '.join(names)})"
 
 
+def _context(given: Any) -> CallContext:
+    """The call's context: a fresh one, or the caller's own fresh ``context=`` (to watch the
+    call's events, attempts and cost); a context serves exactly one call."""
+    if given is None:
+        return CallContext()
+    if not isinstance(given, CallContext):
+        raise InvalidRequestError(f"context must be a CallContext, got {type(given).__name__}",
+                                  field="context")
+    if given.claimed:
+        raise InvalidRequestError("this CallContext already served a call; pass a new one",
+                                  field="context")
+    given.claimed = True
+    return given
+
+
 class ChatStream:
     """A streaming call: an async iterator of :class:`ChatChunk` and an async context manager.
 
     When the stream ends, ``final_response`` holds the assembled answer (text, tool calls,
-    usage). ``aclose()`` — called by ``async with`` — releases the connection at once; breaking
-    out of a bare ``async for`` releases it on the next loop iteration.
+    usage); ``context`` is the call's :class:`~llm_async.context.CallContext`. ``aclose()`` —
+    called by ``async with`` — releases the connection at once; breaking out of a bare
+    ``async for`` releases it on the next loop iteration.
     """
 
     __slots__ = ("_assembler", "_closed", "_first", "_gen", "_handler", "_started",
-                 "final_response", "request")
+                 "context", "final_response", "request")
 
-    def __init__(self, handler: Handler, request: ChatRequest) -> None:
+    def __init__(self, handler: Handler, request: ChatRequest, ctx: CallContext) -> None:
         self._handler = handler
         self.request = request
+        self.context = ctx
         self._gen: AsyncGenerator[ChatChunk, None] | None = None
         self._assembler = StreamAssembler()
         self._started = time.perf_counter()
@@ -338,7 +345,7 @@ class ChatStream:
         if gen is None:
             if self._closed:
                 raise StopAsyncIteration
-            gen = self._gen = self._handler.stream(self.request)
+            gen = self._gen = self._handler.stream(self.request, self.context)
         try:
             chunk = await gen.__anext__()
         except StopAsyncIteration:
@@ -355,16 +362,16 @@ class ChatStream:
     def _finish(self) -> None:
         self._closed = True
         if self.final_response is None:
-            ctx = self.request.context
+            ctx = self.context
             self.final_response = self._assembler.response(
-                provider=ctx.state.get("fallback_provider") or self.request.provider or "",
+                provider=ctx.answered_provider or self.request.provider or "",
                 model=self._assembler.model or self.request.model,
                 latency=time.perf_counter() - self._started,
                 time_to_first_chunk=self._first,
                 requested_model=self.request.model,
                 cache_hit=ctx.cache_hit,
-                cost=ctx.state.get("cost"),
-                cost_estimated=bool(ctx.state.get("cost_estimated", False)),
+                cost=_ZERO if ctx.cache_hit else ctx.cost,
+                cost_estimated=ctx.cost_estimated,
             )
             if self.request.response_format is not None:
                 from .structured import apply_structured_output

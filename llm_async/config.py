@@ -34,15 +34,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigurationError
+from .infrastructure.transports.registry import get_provider, provider_names
 
 __all__ = ["PROVIDERS", "Settings"]
 
-PROVIDERS = ("openai", "anthropic", "openrouter", "mock")
+#: The providers of the built-in registry (see :mod:`llm_async.infrastructure.transports.registry`).
+PROVIDERS = provider_names()
 
 #: The provider when ``LLM_PROVIDER`` is unset and no provider's key or base URL is.
 _DEFAULT_PROVIDER = "openrouter"
@@ -58,8 +60,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    provider: Literal["openai", "anthropic", "openrouter", "mock"] | None = Field(
-        None, alias="LLM_PROVIDER")
+    provider: str | None = Field(None, alias="LLM_PROVIDER")
     force_mock: bool = Field(False, alias="LLM_FORCE_MOCK")
     model: str | None = Field(None, alias="LLM_MODEL")
     daily_budget: float | None = Field(None, alias="LLM_DAILY_BUDGET", gt=0)
@@ -81,7 +82,10 @@ class Settings(BaseModel):
     @field_validator("provider", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        value = value.strip().lower() if isinstance(value, str) else value
+        if isinstance(value, str) and value not in provider_names():
+            raise ValueError(f"expected one of {', '.join(provider_names())}")
+        return value
 
     @field_validator("force_mock", "cache_enabled", mode="before")
     @classmethod
@@ -162,11 +166,12 @@ class Settings(BaseModel):
         A provider needs a key unless it is ``mock`` or points at a custom base URL (a local
         OpenAI-compatible server may need none). The error names the variable, never a value.
         """
-        if provider not in PROVIDERS:
+        if provider not in provider_names():
             raise ConfigurationError(
-                f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}",
+                f"unknown provider {provider!r}; expected one of {', '.join(provider_names())}",
                 variable="LLM_PROVIDER")
-        if provider == "mock" or api_key or self.api_key(provider):
+        spec = get_provider(provider)
+        if not spec.needs_key or api_key or self.api_key(provider):
             return
         if base_url or self.base_url(provider):
             return
@@ -177,8 +182,9 @@ class Settings(BaseModel):
                 f"the default), or LLM_PROVIDER with its key, or <PROVIDER>_BASE_URL for a "
                 f"compatible server, or LLM_FORCE_MOCK=1 for the mock provider",
                 variable="LLM_PROVIDER")
-        variable = f"{provider.upper()}_API_KEY"
+        variable = spec.key_env or f"{provider.upper()}_API_KEY"
+        base_var = spec.base_url_env or f"{provider.upper()}_BASE_URL"
         raise ConfigurationError(
             f"{variable} is not set (LLM_PROVIDER={provider} needs an API key); set it, point "
-            f"{provider.upper()}_BASE_URL at a compatible server, or set LLM_FORCE_MOCK=1",
+            f"{base_var} at a compatible server, or set LLM_FORCE_MOCK=1",
             variable=variable)

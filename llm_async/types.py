@@ -7,10 +7,8 @@ Plain dicts are accepted wherever the seed used them (``messages=[{"role": "user
 from __future__ import annotations
 
 import json
-import random
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
-    "CallContext",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
@@ -437,28 +434,6 @@ class Timeout:
         )
 
 
-@dataclass(slots=True)
-class CallContext:
-    """Per-call scratch space shared by the layers of one logical call.
-
-    Layers record what happened (``event``), read the last attempt's response headers, and keep
-    small per-call state in ``state``. Listeners (the tracing layer) receive every event.
-    """
-
-    call_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
-    started: float = field(default_factory=time.perf_counter)
-    attempt: int = 0
-    response_headers: Mapping[str, str] | None = None
-    cache_hit: bool = False
-    state: dict[str, Any] = field(default_factory=dict)
-    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
-
-    def event(self, name: str, **attributes: Any) -> None:
-        """Report ``name`` (``retry``, ``cache_hit``, ``fallback``, ...) to every listener."""
-        for listener in self.listeners:
-            listener(name, attributes)
-
-
 class ChatRequest(_Model):
     """A provider-neutral chat request.
 
@@ -494,10 +469,6 @@ class ChatRequest(_Model):
     timeout: Timeout | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
-    #: This call's :class:`CallContext`; never sent, never serialised. A plain field, not a
-    #: private attribute: copies (retry, fallback) share it, and building a request stays cheap.
-    call_context: CallContext | None = Field(default=None, exclude=True, repr=False)
-
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
@@ -522,14 +493,6 @@ class ChatRequest(_Model):
         )
 
     @property
-    def context(self) -> CallContext:
-        """This call's :class:`CallContext` (created on first use, shared by copies)."""
-        ctx: CallContext | None = self.__dict__["call_context"]
-        if ctx is None:
-            ctx = self.__dict__["call_context"] = CallContext()
-        return ctx
-
-    @property
     def user_id(self) -> str | None:
         return self.metadata.user_id
 
@@ -537,15 +500,9 @@ class ChatRequest(_Model):
     def project_id(self) -> str | None:
         return self.metadata.project_id
 
-    def derive(self, **update: Any) -> ChatRequest:
-        """A copy with ``update`` applied that shares this call's context (retry, fallback and
-        the layers that adjust a request use it, so every attempt reports to the same call)."""
-        self.context  # noqa: B018 - create it first: the shallow copy then shares it
-        return self.model_copy(update=update)
-
     def with_model(self, model: str) -> ChatRequest:
-        """A copy for another model that shares this call's context."""
-        return self.derive(model=model)
+        """A copy of this request for another model (fallback uses it)."""
+        return self.model_copy(update={"model": model})
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

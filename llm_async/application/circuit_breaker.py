@@ -59,6 +59,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkable
 
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer
 from ..errors import (
     CircuitBreakerOpenError,
@@ -68,7 +69,7 @@ from ..errors import (
     StreamError,
     detached,
 )
-from ..types import CallContext, ChatChunk, ChatRequest, ChatResponse
+from ..types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
     "AsyncBreaker",
@@ -881,14 +882,15 @@ _LOCAL_ACQUIRE_ASYNC = CircuitBreaker.acquire_async
 
 
 class _Recheck:
-    """``ctx.state["circuit_recheck"]``: re-check the breaker for a call that waited in a
-    queue below; on rejection report it, give the permit back and raise."""
+    """``ctx.circuit_recheck``: re-check the breaker for a call that waited in a queue below;
+    on rejection report it, give the permit back and raise."""
 
-    __slots__ = ("breaker", "permit", "request")
+    __slots__ = ("breaker", "ctx", "permit", "request")
 
-    def __init__(self, request: ChatRequest, breaker: CircuitBreaker,
+    def __init__(self, request: ChatRequest, ctx: CallContext, breaker: CircuitBreaker,
                  permit: CircuitPermit) -> None:
         self.request = request
+        self.ctx = ctx
         self.breaker = breaker
         self.permit = permit
 
@@ -897,8 +899,8 @@ class _Recheck:
             self.breaker.recheck(self.permit)
         except CircuitBreakerOpenError as exc:
             exc.provider = self.request.provider
-            self.request.context.event("circuit_rejected", breaker=self.breaker.name,
-                                       retry_after=exc.retry_after)
+            self.ctx.event("circuit_rejected", breaker=self.breaker.name,
+                           retry_after=exc.retry_after)
             self.permit.release()
             raise
 
@@ -914,13 +916,13 @@ class CircuitBreakerLayer(Layer):
     A rejected call raises :class:`~llm_async.errors.CircuitBreakerOpenError` (never retried, so
     retry stops at once and a fallback moves on) and emits the event ``"circuit_rejected"``
     (``breaker``: its name, ``retry_after``). The duration used for slow-call detection excludes
-    time queued in the limits below (``ctx.state["queue_wait"]``); for a stream it is the time
+    time queued in the limits below (``ctx.queue_wait``); for a stream it is the time
     to the first chunk. A stream's outcome is recorded when it ends: success on a normal end,
     the error's classification on a failure, nothing when the consumer breaks out or is
     cancelled — and a half-open probe permit is given back in every case.
 
     A call admitted while the breaker was closed but then queued in the concurrency or rate
-    limit is re-checked before it is sent (``ctx.state["circuit_recheck"]``): if the breaker
+    limit is re-checked before it is sent (``ctx.circuit_recheck``): if the breaker
     opened meanwhile it is rejected like any other call, so a queue does not keep feeding a
     failing provider.
 
@@ -959,7 +961,8 @@ class CircuitBreakerLayer(Layer):
             self.breakers[name] = breaker
         return breaker
 
-    async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest) -> BreakerPermit:
+    async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest,
+                       ctx: CallContext) -> BreakerPermit:
         try:
             call = request.context.call_id
             if (isinstance(breaker, CircuitBreaker)
@@ -969,62 +972,58 @@ class CircuitBreakerLayer(Layer):
         except CircuitBreakerOpenError as exc:
             if exc.provider is None:
                 exc.provider = request.provider
-            request.context.event("circuit_rejected", breaker=breaker.name,
-                                  retry_after=exc.retry_after)
+            ctx.event("circuit_rejected", breaker=breaker.name, retry_after=exc.retry_after)
             raise
 
     def _elapsed(self, ctx: CallContext, started: float, queued: float) -> float:
-        waited = float(ctx.state.get("queue_wait", 0.0)) - queued
+        waited = ctx.queue_wait - queued
         return max(0.0, self.clock.now() - started - waited)
 
     @staticmethod
     def _arm_recheck(request: ChatRequest, ctx: CallContext, breaker: AsyncBreaker,
                      permit: BreakerPermit) -> None:
         """Let the limits below re-check the breaker after a call waited in their queue
-        (``ctx.state["circuit_recheck"]``), so a call queued when the breaker opens is not
+        (``ctx.circuit_recheck``), so a call queued when the breaker opens is not
         sent to the failing provider."""
         if (isinstance(permit, CircuitPermit) and permit.local
                 and isinstance(breaker, CircuitBreaker)):
-            ctx.state["circuit_recheck"] = _Recheck(request, breaker, permit)
+            ctx.circuit_recheck = _Recheck(request, ctx, breaker, permit)
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Call the inner handler through the request's breaker."""
         breaker = self.breaker_for(request)
-        permit = await self._acquire(breaker, request)
+        permit = await self._acquire(breaker, request, ctx)
         started = self.clock.now()
-        ctx = request.context
-        state = ctx.state
-        queued = float(state.get("queue_wait", 0.0))
+        queued = ctx.queue_wait
         self._arm_recheck(request, ctx, breaker, permit)
         try:
-            response = await self.inner.chat(request)
+            response = await self.inner.chat(request, ctx)
         except BaseException as exc:
-            state.pop("circuit_recheck", None)
+            ctx.circuit_recheck = None
             await _record(permit, exc, self._elapsed(ctx, started, queued))
             raise
-        state.pop("circuit_recheck", None)
+        ctx.circuit_recheck = None
         if isinstance(permit, CircuitPermit) and permit.local:
             permit.record(None, self._elapsed(ctx, started, queued))
         else:
             await _record(permit, None, self._elapsed(ctx, started, queued))
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream through the request's breaker; the outcome is recorded when it ends."""
         breaker = self.breaker_for(request)
-        permit = await self._acquire(breaker, request)
+        permit = await self._acquire(breaker, request, ctx)
         started = self.clock.now()
-        ctx = request.context
-        state = ctx.state
-        queued = float(state.get("queue_wait", 0.0))
+        queued = ctx.queue_wait
         first: float | None = None
         ended = False
         self._arm_recheck(request, ctx, breaker, permit)
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
+            async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
                     first = self._elapsed(ctx, started, queued)
-                    state.pop("circuit_recheck", None)
+                    ctx.circuit_recheck = None
                     yield chunk
                     # The first chunk is timed; pass the rest through without checks.
                     async for chunk in chunks:
@@ -1039,7 +1038,7 @@ class CircuitBreakerLayer(Layer):
             await _record(permit, None,
                           first if first is not None else self._elapsed(ctx, started, queued))
         finally:
-            state.pop("circuit_recheck", None)
+            ctx.circuit_recheck = None
             if not ended:
                 await _release(permit)
 

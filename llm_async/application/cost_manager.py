@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, run
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..context import CallContext
 from ..domain.ports import Handler, Layer
 from ..errors import BudgetExceededError, InvalidRequestError, LLMError
 from ..types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, Usage
@@ -1517,7 +1518,7 @@ class CostLayer(Layer):
     a stream). A stream cut, broken off or cancelled after its first chunk is billed from an
     estimate of the text seen plus the input, marked ``cost_estimated``; a call that fails
     before any output releases its reservation. ``response.cost``, ``response.cost_estimated``
-    and ``request.context.state["cost"]`` / ``["cost_estimated"]`` carry the result. Cache
+    and ``ctx.cost`` / ``ctx.cost_estimated`` carry the result. Cache
     hits cost nothing. ``unknown_price="reject"`` refuses calls to unpriced models while a
     hard budget applies (the default, ``"allow"``, sends them and logs a warning).
     """
@@ -1597,16 +1598,15 @@ class CostLayer(Layer):
 
     def _outgoing(self, request: ChatRequest) -> ChatRequest:
         if self.cap_output and request.max_tokens is None:
-            return request.derive(max_tokens=self.default_max_tokens)
+            return request.model_copy(update={"max_tokens": self.default_max_tokens})
         return request
 
     # -- settling ------------------------------------------------------------------------
 
-    async def _settle(self, request: ChatRequest, plan: _Plan,
+    async def _settle(self, request: ChatRequest, ctx: CallContext, plan: _Plan,
                       reservation: Reservation | None, *, usage: Usage | None,
                       provider_cost: float | None, cache_hit: bool, model: str | None,
                       text: str, request_id: str | None) -> UsageRecord:
-        ctx = request.context
         estimated = False
         if cache_hit:
             usage = usage or Usage()
@@ -1630,8 +1630,8 @@ class CostLayer(Layer):
             # The provider answered and was paid: keep the answer, report the lost record.
             logger.exception("could not record the cost of call %s (%s, $%s)", ctx.call_id,
                              billed_model, record.cost)
-        ctx.state["cost"] = record.cost
-        ctx.state["cost_estimated"] = record.estimated
+        ctx.cost = record.cost
+        ctx.cost_estimated = record.estimated
         ctx.event("cost", cost=record.cost, estimated=record.estimated,
                   reserved=record.reserved, cache_hit=cache_hit)
         return record
@@ -1645,34 +1645,33 @@ class CostLayer(Layer):
                              reservation.id if reservation else "")
 
     @staticmethod
-    def _billed_model(request: ChatRequest) -> str | None:
-        fallback = request.context.state.get("fallback_model")
-        return fallback if isinstance(fallback, str) and fallback else None
+    def _billed_model(ctx: CallContext) -> str | None:
+        return ctx.answered_model or None
 
     # -- handler -------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         plan = self.plan(request)
         reservation = await self._reserve(request, plan)
         try:
-            response = await self.inner.chat(self._outgoing(request))
+            response = await self.inner.chat(self._outgoing(request), ctx)
         except BaseException:
             await self._release(reservation)
             raise
-        ctx = request.context
         cache_hit = response.cache_hit or ctx.cache_hit
         usage = response.usage
         # The reply's text is only needed to estimate output tokens the provider did not report.
         text = (response.text + "".join(t.function.arguments for t in response.tool_calls)
                 if not cache_hit and (usage is None or usage.total_tokens == 0) else "")
         record = await self._settle(
-            request, plan, reservation, usage=usage, provider_cost=response.provider_cost,
-            cache_hit=cache_hit, model=self._billed_model(request), text=text,
+            request, ctx, plan, reservation, usage=usage, provider_cost=response.provider_cost,
+            cache_hit=cache_hit, model=self._billed_model(ctx), text=text,
             request_id=response.request_id or response.id or None)
         return response.model_copy(update={"cost": record.cost,
                                            "cost_estimated": record.estimated})
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         plan = self.plan(request)
         reservation = await self._reserve(request, plan)
         parts: list[str] = []
@@ -1682,7 +1681,7 @@ class CostLayer(Layer):
         seen = 0
         done = False
         try:
-            async with aclosing(self.inner.stream(self._outgoing(request))) as chunks:
+            async with aclosing(self.inner.stream(self._outgoing(request), ctx)) as chunks:
                 async for chunk in chunks:
                     seen += 1
                     if chunk.delta:
@@ -1698,10 +1697,9 @@ class CostLayer(Layer):
                         response_id = chunk.id
                     yield chunk
             done = True
-            await self._settle(request, plan, reservation, usage=usage,
-                               provider_cost=provider_cost,
-                               cache_hit=request.context.cache_hit,
-                               model=self._billed_model(request), text="".join(parts),
+            await self._settle(request, ctx, plan, reservation, usage=usage,
+                               provider_cost=provider_cost, cache_hit=ctx.cache_hit,
+                               model=self._billed_model(ctx), text="".join(parts),
                                request_id=response_id)
         finally:
             if not done:
@@ -1711,8 +1709,9 @@ class CostLayer(Layer):
                     # Cut, broken off or cancelled mid-stream: bill what was seen (the final
                     # usage chunk, if it came, else an estimate).
                     await self._settle(
-                        request, plan, reservation, usage=usage, provider_cost=provider_cost,
-                        cache_hit=False, model=self._billed_model(request),
+                        request, ctx, plan, reservation, usage=usage,
+                        provider_cost=provider_cost, cache_hit=False,
+                        model=self._billed_model(ctx),
                         text="".join(parts), request_id=response_id)
 
     def __repr__(self) -> str:

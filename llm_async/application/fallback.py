@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
+from ..context import CallContext
 from ..domain.ports import Handler, Layer
 from ..errors import (
     ConfigurationError,
@@ -46,9 +47,9 @@ class FallbackLayer(Layer):
     A model may name another provider with a prefix (``"anthropic/claude-3-5-haiku"``); the
     client's ``resolve`` splits it. Per call, ``options={"fallback_models": [...]}`` replaces
     the list (``[]`` turns fallback off). Each move emits the event ``"fallback"``
-    (``from_model``, ``to_model``, ``reason``, ``error``) and sets
-    ``ctx.state["fallback_model"]``; the response's ``model``/``provider`` name who answered
-    and ``requested_model`` what the caller asked for. When every model fails,
+    (``from_model``, ``to_model``, ``reason``, ``error``) and sets ``ctx.answered_model`` /
+    ``ctx.answered_provider``; the response's ``model``/``provider`` name who answered and
+    ``requested_model`` what the caller asked for. When every model fails,
     :class:`~llm_async.errors.FallbackExhaustedError` lists ``(model, error)`` pairs and chains
     the last error. A stream falls back only before its first chunk.
     """
@@ -84,7 +85,7 @@ class FallbackLayer(Layer):
             if (provider, bare) in seen:
                 continue
             seen.add((provider, bare))
-            new = request.derive(model=bare, provider=provider)
+            new = request.model_copy(update={"model": bare, "provider": provider})
             chain.append(new)
         return chain
 
@@ -92,10 +93,10 @@ class FallbackLayer(Layer):
     def _label(request: ChatRequest) -> str:
         return f"{request.provider}/{request.model}" if request.provider else request.model
 
-    def _move(self, current: ChatRequest, nxt: ChatRequest, error: BaseException) -> None:
-        ctx = current.context
-        ctx.state["fallback_model"] = nxt.model
-        ctx.state["fallback_provider"] = nxt.provider
+    def _move(self, current: ChatRequest, nxt: ChatRequest, error: BaseException,
+              ctx: CallContext) -> None:
+        ctx.answered_model = nxt.model
+        ctx.answered_provider = nxt.provider
         ctx.event("fallback", from_model=current.model, to_model=nxt.model,
                   from_provider=current.provider, to_provider=nxt.provider,
                   reason=_reason(error), error=type(error).__name__)
@@ -111,15 +112,15 @@ class FallbackLayer(Layer):
         configured and none given per call): then the layer stays out of the way."""
         return not self.models and "fallback_models" not in request.options
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Try each model of the chain until one answers."""
         if self._passthrough(request):
-            return await self.inner.chat(request)
+            return await self.inner.chat(request, ctx)
         chain = self.chain(request)
         errors: list[tuple[str, LLMError]] = []
         for index, attempt in enumerate(chain):
             try:
-                response = await self.inner.chat(attempt)
+                response = await self.inner.chat(attempt, ctx)
             except LLMError as exc:
                 if not self.should_fallback(exc):
                     raise
@@ -128,29 +129,30 @@ class FallbackLayer(Layer):
                     if len(chain) == 1:
                         raise
                     raise self._exhausted(errors) from exc
-                self._move(attempt, chain[index + 1], exc)
+                self._move(attempt, chain[index + 1], exc, ctx)
                 continue
             if index:
                 response.requested_model = request.model
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream from each model of the chain until one delivers its first chunk.
 
         Without fallback models the inner stream is returned as it is (a one-model chain
         would only re-raise its errors), so no generator is added per chunk."""
         if self._passthrough(request):
-            return self.inner.stream(request)
-        return self._stream(request)
+            return self.inner.stream(request, ctx)
+        return self._stream(request, ctx)
 
-    async def _stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def _stream(self, request: ChatRequest,
+                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         chain = self.chain(request)
         errors: list[tuple[str, LLMError]] = []
         for index, attempt in enumerate(chain):
             committed = False
             try:
-                async with aclosing(self.inner.stream(attempt)) as chunks:
+                async with aclosing(self.inner.stream(attempt, ctx)) as chunks:
                     async for chunk in chunks:
                         committed = True
                         yield chunk
@@ -163,7 +165,7 @@ class FallbackLayer(Layer):
                     if len(chain) == 1:
                         raise
                     raise self._exhausted(errors) from exc
-                self._move(attempt, chain[index + 1], exc)
+                self._move(attempt, chain[index + 1], exc, ctx)
 
     def __repr__(self) -> str:
         return f"FallbackLayer(models={list(self.models)}, inner={type(self.inner).__name__})"

@@ -14,7 +14,7 @@ been, so a large request is never starved by a stream of small ones. Nobody poll
 permit is handed directly to the next waiter when it is released, and only the head of the rate
 limiter's queue sleeps — exactly until the buckets can admit it — in its own task.
 
-Time spent queued is added to ``request.context.state["queue_wait"]`` (seconds) so that the
+Time spent queued is added to ``ctx.queue_wait`` (seconds) so that the
 circuit breaker leaves it out of slow-call durations; provider timeouts are applied below, by
 the transport, so queueing never counts toward them.
 """
@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer
 from ..errors import ConfigurationError, ErrorKind, RateLimiterError, RateLimitError
 from ..types import ChatChunk, ChatRequest, ChatResponse
@@ -52,15 +53,14 @@ __all__ = [
 ]
 
 
-def _add_queue_wait(request: ChatRequest, seconds: float) -> None:
+def _add_queue_wait(ctx: CallContext, seconds: float) -> None:
     if seconds > 0:
-        state = request.context.state
-        state["queue_wait"] = float(state.get("queue_wait", 0.0)) + seconds
+        ctx.queue_wait += seconds
 
 
-def _recheck_circuit(request: ChatRequest) -> None:
+def _recheck_circuit(ctx: CallContext) -> None:
     """After queueing: let the circuit breaker above reject the call if it opened meanwhile."""
-    check = request.context.state.get("circuit_recheck")
+    check = ctx.circuit_recheck
     if check is not None:
         check()
 
@@ -139,33 +139,34 @@ class ConcurrencyLimitLayer(Layer):
             limiter = self.limiters[key] = ConcurrencyLimiter(self.max_concurrency)
         return limiter
 
-    async def _acquire(self, request: ChatRequest) -> ConcurrencyLimiter:
+    async def _acquire(self, request: ChatRequest, ctx: CallContext) -> ConcurrencyLimiter:
         limiter = self.limiter_for(request)
         started = self.clock.now()
         queued = limiter.in_use >= limiter.limit or bool(limiter.waiting)
         await limiter.acquire()
-        _add_queue_wait(request, self.clock.now() - started)
+        _add_queue_wait(ctx, self.clock.now() - started)
         if queued:
             try:
-                _recheck_circuit(request)
+                _recheck_circuit(ctx)
             except BaseException:
                 limiter.release()
                 raise
         return limiter
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Call the inner handler holding a permit."""
-        limiter = await self._acquire(request)
+        limiter = await self._acquire(request, ctx)
         try:
-            return await self.inner.chat(request)
+            return await self.inner.chat(request, ctx)
         finally:
             limiter.release()
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream from the inner handler holding a permit until the stream closes."""
-        limiter = await self._acquire(request)
+        limiter = await self._acquire(request, ctx)
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
+            async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
@@ -569,7 +570,7 @@ class RateLimitLayer(Layer):
         prompt, out = estimate_tokens(request, self.config.default_output_tokens)
         return prompt, prompt + out
 
-    async def _admit(self, request: ChatRequest) -> _Ticket:
+    async def _admit(self, request: ChatRequest, ctx: CallContext) -> _Ticket:
         key = self.key_for(request)
         state = self.keys.get(key)
         if state is None:
@@ -596,7 +597,7 @@ class RateLimitLayer(Layer):
                         f"rate limit for {key!r} would need {wait:.3g}s more of waiting "
                         f"(max_wait={max_wait:g}s)", provider=request.provider)
                 await self.clock.sleep(wait)
-                _recheck_circuit(request)
+                _recheck_circuit(ctx)
         finally:
             head = bool(state.waiters) and state.waiters[0] is me
             with suppress(ValueError):
@@ -605,15 +606,15 @@ class RateLimitLayer(Layer):
                 me.cancel()
             if head and state.waiters and not state.waiters[0].done():
                 state.waiters[0].set_result(None)
-        _add_queue_wait(request, self.clock.now() - started)
+        _add_queue_wait(ctx, self.clock.now() - started)
         return _Ticket(key, state, input_tokens, tokens)
 
     # -- feedback ---------------------------------------------------------------------------
 
-    async def _observe_headers(self, request: ChatRequest, ticket: _Ticket) -> None:
+    async def _observe_headers(self, ctx: CallContext, ticket: _Ticket) -> None:
         if not self.config.use_headers:
             return
-        info = parse_rate_limit_headers(request.context.response_headers)
+        info = parse_rate_limit_headers(ctx.response_headers)
         if info is None:
             return
         state = ticket.state
@@ -628,7 +629,7 @@ class RateLimitLayer(Layer):
             if remaining == 0 and reset:
                 await self.store.block(ticket.key, reset)
 
-    async def _settle(self, request: ChatRequest, ticket: _Ticket, error: BaseException | None,
+    async def _settle(self, ctx: CallContext, ticket: _Ticket, error: BaseException | None,
                       used: int | None, delivered: bool) -> None:
         """Correct the token estimate and learn from the attempt's headers and outcome."""
         limits = self.limits(ticket.key)
@@ -648,36 +649,37 @@ class RateLimitLayer(Layer):
                                    if hint is None else hint)
         elif error is None:
             state.factor = min(1.0, state.factor + self.config.recovery_step)
-        await self._observe_headers(request, ticket)
+        await self._observe_headers(ctx, ticket)
 
-    async def _settle_shielded(self, request: ChatRequest, ticket: _Ticket,
+    async def _settle_shielded(self, ctx: CallContext, ticket: _Ticket,
                                error: BaseException | None, used: int | None,
                                delivered: bool) -> None:
         if isinstance(self.store, LocalBucketStore):
-            await self._settle(request, ticket, error, used, delivered)  # never suspends
+            await self._settle(ctx, ticket, error, used, delivered)  # never suspends
         else:
             await asyncio.shield(asyncio.ensure_future(
-                self._settle(request, ticket, error, used, delivered)))
+                self._settle(ctx, ticket, error, used, delivered)))
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Wait for the buckets, call the inner handler, then correct and learn."""
-        ticket = await self._admit(request)
+        ticket = await self._admit(request, ctx)
         try:
-            response = await self.inner.chat(request)
+            response = await self.inner.chat(request, ctx)
         except Exception as exc:
-            await self._settle_shielded(request, ticket, exc, None, False)
+            await self._settle_shielded(ctx, ticket, exc, None, False)
             raise
-        await self._settle_shielded(request, ticket, None, response.usage.total_tokens, True)
+        await self._settle_shielded(ctx, ticket, None, response.usage.total_tokens, True)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Wait for the buckets, stream, then correct from the usage chunk."""
-        ticket = await self._admit(request)
+        ticket = await self._admit(request, ctx)
         used: int | None = None
         delivered = False
         error: BaseException | None = None
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
+            async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         used = chunk.usage.total_tokens
@@ -687,7 +689,7 @@ class RateLimitLayer(Layer):
             error = exc
             raise
         finally:
-            await self._settle_shielded(request, ticket, error, used, delivered)
+            await self._settle_shielded(ctx, ticket, error, used, delivered)
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         """Per key: queued callers, the rate factor (now and lowest), 429s seen (``throttled``),

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer
 from ..errors import ConfigurationError, ErrorKind, InvalidRequestError, LLMError
 from ..types import ChatChunk, ChatRequest, ChatResponse
@@ -728,7 +729,7 @@ class RetryLayer(Layer):
     in-stream error that arrives before any content (the transport raises the typed error
     then). After the first chunk a failure is a ``StreamError`` and is never retried.
 
-    Each attempt sets ``request.context.attempt`` and ``ctx.state["attempts"]``; each retry
+    Each attempt sets ``ctx.attempt`` (1-based); each retry
     emits the event ``"retry"`` (``attempt``, ``delay``, ``error``, ``status``). Per call,
     ``options={"retry": False}`` disables retries and ``options={"retry": RetryConfig(...)}``
     replaces the config. ``budget="per_provider"`` (the default) gives each provider its own
@@ -782,54 +783,44 @@ class RetryLayer(Layer):
             return request
         if timeout.total is not None and timeout.total <= remaining:
             return request
-        new = request.derive(timeout=replace(timeout, total=remaining))
-        return new
-
-    def _begin(self, request: ChatRequest, run: _Run) -> int:
-        attempt = run.begin()
-        ctx = request.context
-        ctx.attempt = attempt
-        ctx.state["attempts"] = attempt
-        return attempt
+        return request.model_copy(update={"timeout": replace(timeout, total=remaining)})
 
     @staticmethod
-    def _report(request: ChatRequest, attempt: int, delay: float, error: BaseException) -> None:
-        request.context.event("retry", attempt=attempt, delay=delay,
-                              error=type(error).__name__,
-                              status=getattr(error, "status", None))
+    def _report(ctx: CallContext, attempt: int, delay: float, error: BaseException) -> None:
+        ctx.event("retry", attempt=attempt, delay=delay, error=type(error).__name__,
+                  status=getattr(error, "status", None))
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Call the inner handler, retrying failures the strategy allows."""
         run = self._run(request)
-        ctx = request.context
         deadline = run.config.deadline is not None
         while True:
             attempt = run.attempt = run.attempt + 1
             ctx.attempt = attempt
-            ctx.state["attempts"] = attempt
             try:
                 response = await self.inner.chat(
-                    self._attempt_request(request, run) if deadline else request)
+                    self._attempt_request(request, run) if deadline else request, ctx)
             except Exception as exc:
                 delay = run.next_delay(exc)
                 if delay is None:
                     run.failed()
                     raise
-                self._report(request, attempt, delay, exc)
+                self._report(ctx, attempt, delay, exc)
                 await self.clock.sleep(delay)
                 continue
             run.succeeded()
             return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream from the inner handler, retrying only until the first chunk."""
         run = self._run(request)
         while True:
-            attempt = self._begin(request, run)
+            attempt = ctx.attempt = run.begin()
             committed = False
             try:
-                async with aclosing(self.inner.stream(self._attempt_request(request, run))) \
-                        as chunks:
+                async with aclosing(
+                        self.inner.stream(self._attempt_request(request, run), ctx)) as chunks:
                     async for chunk in chunks:
                         committed = True
                         run.succeeded()  # the commit point: no retry after this
@@ -845,7 +836,7 @@ class RetryLayer(Layer):
                 if delay is None:
                     run.failed()
                     raise
-                self._report(request, attempt, delay, exc)
+                self._report(ctx, attempt, delay, exc)
                 await self.clock.sleep(delay)
                 continue
             if not committed:

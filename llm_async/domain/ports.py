@@ -3,8 +3,11 @@ that wraps them.
 
 A :class:`Handler` turns a :class:`~llm_async.types.ChatRequest` into a
 :class:`~llm_async.types.ChatResponse` (``chat``) or into an async generator of
-:class:`~llm_async.types.ChatChunk` (``stream``). Transports are the innermost handlers; every
-layer is a handler that wraps the next one (Tower's Service/Layer, Starlette's middleware).
+:class:`~llm_async.types.ChatChunk` (``stream``). Both also receive the call's
+:class:`~llm_async.context.CallContext`: the typed state the layers of one logical call share
+(created fresh by the client for every call; the request itself stays plain, reusable data).
+Transports are the innermost handlers; every layer is a handler that wraps the next one (Tower's
+Service/Layer, Starlette's middleware).
 
 The pipeline is one fold, outermost first::
 
@@ -27,6 +30,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ..context import CallContext
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
@@ -38,11 +42,11 @@ __all__ = [
 class Handler(Protocol):
     """Request in, response (or a stream of chunks) out."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Answer a unary call."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Answer a streaming call; the caller closes the generator when it is done."""
         ...
 
@@ -68,11 +72,11 @@ class Layer:
     def __init__(self, inner: Handler) -> None:
         self.inner = inner
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self.inner.chat(request)
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        return await self.inner.chat(request, ctx)
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        return self.inner.stream(request)
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        return self.inner.stream(request, ctx)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -5,7 +5,7 @@ The outermost layer of the default pipeline. For every call it
 * starts a span named ``{gen_ai.operation.name} {gen_ai.request.model}`` (``chat gpt-4o``) with
   the attributes a sampler needs set at start (operation, provider, request model, server
   address and port), then the request parameters;
-* turns what the inner layers report through ``request.context`` (``ctx.event(...)``) into span
+* turns what the inner layers report through the call's context (``ctx.event(...)``) into span
   events: ``retry``, ``cache_hit``, ``dedup_join``, ``circuit_rejected``, ``fallback`` and any
   other event name;
 * ends the span with the response model and id, finish reasons, token usage (cached tokens
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer, aclosing
 from ..errors import (
     APIConnectionError,
@@ -76,8 +77,8 @@ from ..errors import (
     UnprocessableEntityError,
     redact,
 )
+from ..infrastructure.transports.registry import otel_provider_name
 from ..types import (
-    CallContext,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -477,7 +478,7 @@ class TracingLayer(Layer):
             provider = request.provider or "_OTHER"
             base = {
                 "gen_ai.operation.name": self.operation,
-                "gen_ai.provider.name": provider,
+                "gen_ai.provider.name": otel_provider_name(request.provider),
                 "gen_ai.request.model": request.model,
             }
             server = self.servers.get(provider)
@@ -488,14 +489,13 @@ class TracingLayer(Layer):
             self._bases[key] = base
         return base
 
-    def _start(self, request: ChatRequest, *, stream: bool) -> _Call:
+    def _start(self, request: ChatRequest, ctx: CallContext, *, stream: bool) -> _Call:
         span = None
         tracer = _tracer_for(self.tracer_provider)
         if tracer is not None:
             span = tracer.start_span(
                 f"{self.operation} {request.model}", kind=SpanKind.CLIENT,
                 attributes=self._request_attributes(request, self._base(request), stream))
-        ctx = request.context
         call = _Call(request, ctx, span, self.clock.now())
         ctx.listeners.append(call)
         self.observability.call_started()
@@ -542,7 +542,7 @@ class TracingLayer(Layer):
         status: Any = "ok" if error is None else ("cancelled" if etype == "cancelled" else "error")
         cache_hit = call.cache_hit or ctx.cache_hit or bool(outcome and outcome.cache_hit)
         input_tokens = output_tokens = None
-        cost = ctx.state.get("cost")
+        cost = ctx.cost
         if outcome is not None:
             usage = outcome.usage
             if usage is not None and not cache_hit and (usage.input_tokens
@@ -610,12 +610,11 @@ class TracingLayer(Layer):
                 attrs["llm_async.stream.completed"] = False
         if cost is not None:
             attrs["llm_async.cost_usd"] = float(cost)
-            if ctx.state.get("cost_estimated"):
+            if ctx.cost_estimated:
                 attrs["llm_async.cost_estimated"] = True
         attrs["llm_async.cache_hit"] = cache_hit
-        attempts = ctx.state.get("attempts")
-        if isinstance(attempts, int):
-            attrs["llm_async.attempts"] = attempts
+        if ctx.attempt:
+            attrs["llm_async.attempts"] = ctx.attempt
         if call.retries:
             attrs["llm_async.retries"] = call.retries
         attrs["llm_async.call_id"] = ctx.call_id
@@ -654,13 +653,13 @@ class TracingLayer(Layer):
 
     # -- the handler ----------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        call = self._start(request, stream=False)
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        call = self._start(request, ctx, stream=False)
         span = call.span
         token = None if span is None else _otel_context.attach(
             _otel_trace.set_span_in_context(span))
         try:
-            response = await self.inner.chat(request)
+            response = await self.inner.chat(request, ctx)
         except BaseException as exc:
             self._finish(call, None, exc)
             raise
@@ -670,8 +669,9 @@ class TracingLayer(Layer):
         self._finish(call, _Outcome.of_response(response), None)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        call = self._start(request, stream=True)
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        call = self._start(request, ctx, stream=True)
         # The whole answer is assembled only when content is captured; otherwise the few
         # fields the span needs are picked from the chunks as they pass.
         assembler = StreamAssembler() if self.capture_content else None
@@ -685,7 +685,7 @@ class TracingLayer(Layer):
         try:
             # With a span, it is made current only while the inner handler produces a chunk,
             # so nothing leaks into the caller's code across ``yield``.
-            inner = self.inner.stream(request)
+            inner = self.inner.stream(request, ctx)
             async with (
                 aclosing(inner),
                 aclosing(inner if span_context is None
@@ -714,10 +714,9 @@ class TracingLayer(Layer):
         finally:
             outcome = None
             if error is None:
-                ctx = call.ctx
                 outcome = _Outcome(
                     model=model or request.model, id=response_id, finish_reason=finish_reason,
-                    usage=usage, cost=ctx.state.get("cost"), cache_hit=ctx.cache_hit,
+                    usage=usage, cost=ctx.cost, cache_hit=ctx.cache_hit,
                     request_id=_header_request_id(ctx.response_headers), assembler=assembler)
             self._finish(call, outcome, error, stream=True, completed=completed)
 

@@ -34,6 +34,7 @@ import aiohttp
 
 from .. import _json
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer, iter_stack
 from ..errors import (
     APIConnectionError,
@@ -65,6 +66,9 @@ __all__ = [
     "batch_api_for",
     "chat_many",
 ]
+
+#: What the batching queue holds per call: the request, its call context, its ContextVars.
+_Item = tuple[ChatRequest, CallContext, contextvars.Context]
 
 I = TypeVar("I")  # noqa: E741 - the conventional name of an item type
 R = TypeVar("R")
@@ -876,22 +880,22 @@ class BatchingLayer(Layer):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.clock = clock
-        self.queue: BatchQueue[tuple[ChatRequest, contextvars.Context], ChatResponse] = \
+        self.queue: BatchQueue[_Item, ChatResponse] = \
             BatchQueue(self._dispatch, max_batch_size=max_batch_size, max_wait=max_wait,
                        max_concurrency=max_concurrency, max_pending=max_pending, clock=clock)
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self.queue.submit((request, contextvars.copy_context()))
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        return await self.queue.submit((request, ctx, contextvars.copy_context()))
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        return self.inner.stream(request)
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        return self.inner.stream(request, ctx)
 
-    async def _dispatch(self, items: list[tuple[ChatRequest, contextvars.Context]]
-                        ) -> list[ChatResponse | BaseException]:
+    async def _dispatch(self, items: list[_Item]) -> list[ChatResponse | BaseException]:
         if self.mode == "provider":
-            return await self._dispatch_provider([request for request, _ in items])
+            return await self._dispatch_provider([request for request, _, _ in items])
         loop = asyncio.get_running_loop()
-        tasks = [ctx.run(loop.create_task, self.inner.chat(request)) for request, ctx in items]
+        tasks = [context.run(loop.create_task, self.inner.chat(request, ctx))
+                 for request, ctx, context in items]
         try:
             return list(await asyncio.gather(*tasks, return_exceptions=True))
         finally:

@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import _json
 from .._clock import Clock, system_clock
+from ..context import CallContext
 from ..domain.ports import Handler, Layer, LayerFactory, aclosing
 from ..errors import ConfigurationError, InvalidRequestError
 from ..types import ChatChunk, ChatRequest, ChatResponse, StreamAssembler, ToolCallDelta
@@ -609,7 +610,7 @@ class CacheLayer(Layer):
       ``"refresh"`` skips the read and overwrites the entry; ``"cache_ttl": seconds`` sets the
       entry's lifetime.
     * **A hit** returns a copy marked ``response.cache_hit = True`` with ``cost = 0``, sets
-      ``request.context.cache_hit`` and emits ``ctx.event("cache_hit")``; nothing inside this
+      ``ctx.cache_hit`` and emits ``ctx.event("cache_hit")``; nothing inside this
       layer runs, so no cost is charged and no budget is touched.
     * **Streams**: a hit replays as a stream (text, tool calls, finish reason, usage); a miss
       passes chunks through as they arrive and stores the assembled answer only if the stream
@@ -675,7 +676,8 @@ class CacheLayer(Layer):
             logger.warning("cache read failed; treating as a miss", exc_info=True)
             return None
 
-    async def lookup(self, request: ChatRequest, plan: _Plan) -> ChatResponse | None:
+    async def lookup(self, request: ChatRequest, plan: _Plan,
+                     ctx: CallContext) -> ChatResponse | None:
         """The cached answer for ``request`` marked as a hit, or ``None``."""
         started = time.perf_counter()
         value = await self._read(plan.key)
@@ -691,12 +693,9 @@ class CacheLayer(Layer):
                 else:
                     score = match.score
         if not isinstance(value, ChatResponse):
-            request.context.event("cache_miss")
+            ctx.event("cache_miss")
             return None
-        ctx = request.context
         ctx.cache_hit = True
-        ctx.state["cost"] = _ZERO
-        ctx.state["cost_estimated"] = False
         if score is None:
             ctx.event("cache_hit")
         else:
@@ -727,48 +726,47 @@ class CacheLayer(Layer):
 
     # -- handler ---------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         plan = self.plan(request)
         if plan is None:
-            return await self.inner.chat(request)
+            return await self.inner.chat(request, ctx)
         if plan.read:
-            hit = await self.lookup(request, plan)
+            hit = await self.lookup(request, plan, ctx)
             if hit is not None:
                 return hit
         if not self.config.coalesce_misses:
-            return await self._fill(request, plan)
-        ctx = request.context
+            return await self._fill(request, plan, ctx)
 
         def joined() -> None:
-            ctx.state["dedup_follower"] = True
+            ctx.dedup_follower = True
             ctx.event("dedup_join", key=plan.key)
 
         response, leader = await self._flights.do_flagged(
-            plan.key, lambda: self._fill(request, plan), joined)
+            plan.key, lambda: self._fill(request, plan, ctx), joined)
         return response if leader else response.model_copy()
 
-    async def _fill(self, request: ChatRequest, plan: _Plan) -> ChatResponse:
-        response = await self.inner.chat(request)
+    async def _fill(self, request: ChatRequest, plan: _Plan, ctx: CallContext) -> ChatResponse:
+        response = await self.inner.chat(request, ctx)
         await self.store(request, plan, response)
         return response
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         plan = self.plan(request)
         if plan is None:
-            return self.inner.stream(request)
-        return self._stream(request, plan)
+            return self.inner.stream(request, ctx)
+        return self._stream(request, plan, ctx)
 
-    async def _stream(self, request: ChatRequest,
-                      plan: _Plan) -> AsyncGenerator[ChatChunk, None]:
+    async def _stream(self, request: ChatRequest, plan: _Plan,
+                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         if plan.read:
-            hit = await self.lookup(request, plan)
+            hit = await self.lookup(request, plan, ctx)
             if hit is not None:
                 for chunk in replay_chunks(hit):
                     yield chunk
                 return
         assembler = StreamAssembler()
         completed = False
-        async with aclosing(self.inner.stream(request)) as chunks:
+        async with aclosing(self.inner.stream(request, ctx)) as chunks:
             async for chunk in chunks:
                 assembler.add(chunk)
                 yield chunk

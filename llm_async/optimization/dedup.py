@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
+from ..context import CallContext
 from ..domain.ports import Handler, Layer, LayerFactory
 from ..errors import APIConnectionError, ConfigurationError, InvalidRequestError
 from ..types import ChatChunk, ChatRequest, ChatResponse
@@ -342,7 +343,7 @@ class DedupLayer(Layer):
     The key is the canonical request (provider, model, messages, parameters, tools, response
     format), scoped to the tenant. Every waiter gets the result (followers get a copy, so one
     caller mutating its response does not affect another) or the same typed error. A follower
-    is marked with ``ctx.event("dedup_join")`` and ``ctx.state["dedup_follower"] = True``; the
+    is marked with ``ctx.event("dedup_join")`` and ``ctx.dedup_follower = True``; the
     layers inside this one (cost, retry, ...) run once, for the leader, so a shared call is
     billed once. Per call, ``options={"dedup": False}`` opts out.
 
@@ -379,29 +380,29 @@ class DedupLayer(Layer):
         return request_key(request, tenant=self.config.tenant,
                            credential=self.config.credential, prefix="dedup:")
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         key = self.key(request)
         if key is None:
-            return await self.inner.chat(request)
-        ctx = request.context
+            return await self.inner.chat(request, ctx)
 
         def joined() -> None:
-            ctx.state["dedup_follower"] = True
+            ctx.dedup_follower = True
             ctx.event("dedup_join", key=key)
 
         response, leader = await self.flights.do_flagged(
-            key, lambda: self.inner.chat(request), joined)
+            key, lambda: self.inner.chat(request, ctx), joined)
         return response if leader else response.model_copy()
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         key = self.key(request)
         if key is None or self.config.streams == "passthrough":
-            return self.inner.stream(request)
-        return self._subscribe(key, request)
+            return self.inner.stream(request, ctx)
+        return self._subscribe(key, request, ctx)
 
-    async def _produce(self, key: str, flight: _StreamFlight, request: ChatRequest) -> None:
+    async def _produce(self, key: str, flight: _StreamFlight, request: ChatRequest,
+                       ctx: CallContext) -> None:
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
+            async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
                     flight.chunks.append(chunk)
                     flight.notify()
@@ -416,17 +417,17 @@ class DedupLayer(Layer):
                 del self._streams[key]
             flight.notify()
 
-    async def _subscribe(self, key: str,
-                         request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def _subscribe(self, key: str, request: ChatRequest,
+                         ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         flight = self._streams.get(key)
         if flight is None or flight.done:
             flight = self._streams[key] = _StreamFlight()
-            flight.task = spawn(self._produce(key, flight, request))
+            flight.task = spawn(self._produce(key, flight, request, ctx))
             self.streams_started += 1
         else:
             self.streams_joined += 1
-            request.context.state["dedup_follower"] = True
-            request.context.event("dedup_join", key=key, stream=True)
+            ctx.dedup_follower = True
+            ctx.event("dedup_join", key=key, stream=True)
         flight.subscribers += 1
         index = 0
         try:

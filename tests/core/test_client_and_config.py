@@ -23,6 +23,7 @@ from llm_async import (
     StreamError,
     build_request,
 )
+from llm_async.context import CallContext
 from llm_async.domain.ports import aclosing
 from llm_async.testing import tool_call
 
@@ -45,14 +46,15 @@ class Tag(Layer):
         self.name = name
         self.log = log
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         self.log.append(self.name)
-        return await self.inner.chat(request)
+        return await self.inner.chat(request, ctx)
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         self.log.append(self.name)
         try:
-            async with aclosing(self.inner.stream(request)) as chunks:
+            async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:

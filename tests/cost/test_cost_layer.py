@@ -35,6 +35,7 @@ from llm_async.application.cost_manager import (
     MemoryLedger,
     get_cost_manager,
 )
+from llm_async.context import CallContext
 
 KEY = "sk-test-cost-layer-1234"
 MSG = [{"role": "user", "content": "tell me about rivers"}]
@@ -81,7 +82,7 @@ async def test_stream_is_billed_from_its_final_chunk(client: AsyncLLMClient,
     final = stream.final_response
     assert final is not None and len(text.split()) == 12
     assert final.cost == bill(final.usage) and final.cost_estimated is False
-    assert stream.request.context.state["cost"] == final.cost
+    assert stream.context.cost == final.cost
     assert manager.get_metrics().total_cost == final.cost
 
 
@@ -98,7 +99,7 @@ async def test_cut_stream_is_billed_from_an_estimate(client: AsyncLLMClient,
     record = manager.recent_records(1)[0]
     assert record.estimated and record.output_tokens == 5  # one word = one token here
     assert record.cost is not None and record.cost > 0
-    assert stream.request.context.state["cost_estimated"] is True
+    assert stream.context.cost_estimated is True
     assert manager.get_metrics().estimated_requests == 1
 
 
@@ -202,13 +203,14 @@ async def test_cancelled_caller_leaks_no_reservation(manager: CostManager) -> No
 class CachedInner:
     """An inner handler that answers from a (pretend) cache."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        request.context.cache_hit = True
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        ctx.cache_hit = True
         return ChatResponse(content="cached", cache_hit=True,
                             usage=Usage(input_tokens=500, output_tokens=50))
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        request.context.cache_hit = True
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        ctx.cache_hit = True
         yield ChatChunk(delta="cached")
         yield ChatChunk(usage=Usage(input_tokens=500, output_tokens=50))
 
@@ -220,9 +222,10 @@ async def test_cache_hits_cost_nothing(manager: CostManager) -> None:
     layer = CostLayer(CachedInner(), manager)
     async with AsyncLLMClient("openai", transport=MockLLMTransport(), layers=[]) as client:
         request = client.build_request("gpt-4o", MSG, {}, stream=False)
-    reply = await layer.chat(request)
+    reply = await layer.chat(request, CallContext())
     assert reply.cost == 0
-    chunks = [c async for c in layer.stream(request.model_copy(update={"stream": True}))]
+    streamed = request.model_copy(update={"stream": True})
+    chunks = [c async for c in layer.stream(streamed, CallContext())]
     assert len(chunks) == 2
     m = manager.get_metrics()
     assert m.total_cost == 0 and m.cache_hits == 2 and m.requests == 2

@@ -17,6 +17,7 @@ from llm_async import (
     MockLLMTransport,
     StreamError,
 )
+from llm_async.context import CallContext
 from llm_async.facade import LLMClientService, SyncChatStream
 from llm_async.testing import Fault
 
@@ -167,10 +168,10 @@ class CancellableProvider(MockLLMTransport):
         self.entered = threading.Event()
         self.cancelled = threading.Event()
 
-    async def chat(self, request: Any) -> ChatResponse:
+    async def chat(self, request: Any, ctx: CallContext) -> ChatResponse:
         self.entered.set()
         try:
-            return await super().chat(request)
+            return await super().chat(request, ctx)
         except asyncio.CancelledError:
             self.cancelled.set()
             raise

@@ -17,6 +17,7 @@ KEY = "sk-shutdown-test-key-0123456789"
 
 PRELUDE = """
 import asyncio, os, sys
+from llm_async.context import CallContext
 from llm_async.facade import LLMClientService, get_llm_client_service, invoke_chat
 HELLO = [{"role": "user", "content": "echo: hello world"}]
 """
@@ -144,12 +145,12 @@ def test_ctrl_c_during_a_call_cancels_it_on_the_services_loop() -> None:
         class Provider(MockLLMTransport):
             cancelled = threading.Event()
 
-            async def chat(self, request):
+            async def chat(self, request, ctx):
                 while not main_thread_waits_for_the_result():
                     await asyncio.sleep(0.001)
                 print("in the provider", flush=True)  # the caller waits in future.result()
                 try:
-                    return await super().chat(request)
+                    return await super().chat(request, ctx)
                 except asyncio.CancelledError:
                     self.cancelled.set()
                     raise

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from llm_async import AsyncLLMClient, ChatChunk, ChatRequest, ChatResponse, Layer, ServerError
+from llm_async.context import CallContext
 from llm_async.observability import DashboardServer, Observability
 from llm_async.testing import Fault, MockProviderServer
 
@@ -50,17 +51,18 @@ def _require_browser() -> Any:
 
 
 class FixedPrice(Layer):
-    """Prices each call by model, as the cost layer would (ctx.state["cost"], response.cost)."""
+    """Prices each call by model, as the cost layer would (ctx.cost, response.cost)."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        response = await self.inner.chat(request)
-        request.context.state["cost"] = response.cost = PRICES[request.model]
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        response = await self.inner.chat(request, ctx)
+        ctx.cost = response.cost = PRICES[request.model]
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        async for chunk in self.inner.stream(request):
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        async for chunk in self.inner.stream(request, ctx):
             yield chunk
-        request.context.state["cost"] = PRICES[request.model]
+        ctx.cost = PRICES[request.model]
 
 
 def _money(value: Decimal) -> str:

@@ -20,6 +20,7 @@ from llm_async import (
     RateLimitError,
     Usage,
 )
+from llm_async.context import CallContext
 from llm_async.observability import (
     DURATION_BUCKETS,
     SEED_METRIC_NAMES,
@@ -42,7 +43,7 @@ class Timed:
         self.first = first
         self.error = error
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         self.clock.advance(self.duration)
         if self.error is not None:
             raise self.error
@@ -50,7 +51,8 @@ class Timed:
                             content="two words", finish_reason="stop",
                             usage=Usage(input_tokens=11, output_tokens=2))
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         self.clock.advance(self.first)
         yield ChatChunk(delta="two", model=request.model)
         self.clock.advance(self.duration - self.first)
@@ -127,17 +129,17 @@ async def test_errors_record_duration_with_error_type_and_no_tokens(
 class CacheHit(Layer):
     """Answers from a pretend cache (as the cache layer does), without calling inner."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        request.context.cache_hit = True
-        request.context.event("cache_hit")
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        ctx.cache_hit = True
+        ctx.event("cache_hit")
         return ChatResponse(model=request.model, content="cached", cache_hit=True,
                             usage=Usage(input_tokens=11, output_tokens=2))
 
 
 class Joiner(Layer):
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        request.context.event("dedup_join", key="k")
-        return await self.inner.chat(request)
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        ctx.event("dedup_join", key="k")
+        return await self.inner.chat(request, ctx)
 
 
 async def test_cache_hits_bill_no_tokens_and_feed_the_hit_ratio(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from llm_async import AsyncLLMClient, ChatRequest, ChatResponse, Layer, RateLimitError
+from llm_async.context import CallContext
 from llm_async.testing import Fault, MockProviderServer
 
 API_KEY = "sk-test-observability-key-0123456789"
@@ -18,9 +19,9 @@ Otel = Any
 
 
 class Priced(Layer):
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        response = await self.inner.chat(request)
-        request.context.state["cost"] = response.cost = Decimal("0.0042")
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        response = await self.inner.chat(request, ctx)
+        ctx.cost = response.cost = Decimal("0.0042")
         return response
 
 

@@ -29,6 +29,7 @@ from llm_async import (
     StreamError,
     Usage,
 )
+from llm_async.context import CallContext
 from llm_async.errors import register_secret
 from llm_async.observability import ERROR_TYPES, Observability, TracingLayer, error_type
 from llm_async.testing import Fault, MockProviderServer
@@ -159,15 +160,15 @@ async def test_stream_closed_early_ends_span_without_error(
 class Capture(Layer):
     """Remembers the last request it saw (to inspect its CallContext)."""
 
-    last: ChatRequest | None = None
+    last: CallContext | None = None
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        Capture.last = request
-        return await self.inner.chat(request)
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        Capture.last = ctx
+        return await self.inner.chat(request, ctx)
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        Capture.last = request
-        return self.inner.stream(request)
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        Capture.last = ctx
+        return self.inner.stream(request, ctx)
 
 
 async def _client(server: MockProviderServer, otel: Otel, obs: Observability,
@@ -205,7 +206,7 @@ async def test_cancelled_call_ends_span_and_leaks_nothing(
         assert attrs(span)["error.type"] == "cancelled"
         assert span.end_time is not None
         assert obs.active_operations == 0
-        assert Capture.last is not None and Capture.last.context.listeners == []
+        assert Capture.last is not None and Capture.last.listeners == []
         data = obs.get_dashboard_data()
         assert data["cancelled_requests"] == 1 and data["failed_requests"] == 0
         # The client still works after the cancellation.
@@ -216,8 +217,7 @@ async def test_cancelled_call_ends_span_and_leaks_nothing(
 class Reporter(Layer):
     """Reports what resilience and optimization layers report, as they would."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        ctx = request.context
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         ctx.event("retry", attempt=1, delay=0.5, error=RateLimitError("slow down", status=429))
         ctx.event("circuit_rejected", breaker="openai/gpt-4o", retry_after=3.0)
         ctx.event("fallback", from_model="gpt-4o", to_model="gpt-4o-mini")
@@ -225,8 +225,8 @@ class Reporter(Layer):
         ctx.event("cache_hit", similarity=0.97)
         ctx.event("custom", api_key=API_KEY, authorization=f"Bearer {API_KEY}",
                   note=f"key is {API_KEY}", obj=object())
-        ctx.state["attempts"] = 2
-        return await self.inner.chat(request)
+        ctx.attempt = 2
+        return await self.inner.chat(request, ctx)
 
 
 async def test_context_events_become_span_events(mock_server: MockProviderServer, otel: Otel,
@@ -322,13 +322,14 @@ class InnerSpan(Layer):
         super().__init__(inner)
         self.tracer = tracer
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         with self.tracer.start_as_current_span("inner chat"):
-            return await self.inner.chat(request)
+            return await self.inner.chat(request, ctx)
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         self.tracer.start_span("inner stream").end()
-        async for chunk in self.inner.stream(request):
+        async for chunk in self.inner.stream(request, ctx):
             self.tracer.start_span("inner chunk").end()
             yield chunk
 
@@ -385,9 +386,9 @@ async def test_prompt_cache_hit_on_the_server_is_reported(traced: AsyncLLMClient
 class CostLayer(Layer):
     """Sets the call's cost the way the cost layer does."""
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        response = await self.inner.chat(request)
-        request.context.state["cost"] = response.cost = Decimal("0.0025")
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        response = await self.inner.chat(request, ctx)
+        ctx.cost = response.cost = Decimal("0.0025")
         return response
 
 

@@ -145,9 +145,9 @@ async def test_batching_layer_runs_requests_in_their_callers_context(server) -> 
     seen: list[str] = []
     original = transport.chat
 
-    async def spy(request):  # type: ignore[no-untyped-def]
+    async def spy(request, ctx):  # type: ignore[no-untyped-def]
         seen.append(var.get())
-        return await original(request)
+        return await original(request, ctx)
 
     transport.chat = spy  # type: ignore[method-assign]
     layer_factory = partial(BatchingLayer, max_batch_size=3, max_wait=0.001)

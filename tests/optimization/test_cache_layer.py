@@ -10,6 +10,7 @@ from functools import partial
 import pytest
 
 from llm_async import AsyncLLMClient, FakeClock, Settings
+from llm_async.context import CallContext
 from llm_async.domain.ports import Layer
 from llm_async.errors import BadRequestError, InvalidRequestError
 from llm_async.optimization.cache import (
@@ -32,10 +33,10 @@ class CountingLayer(Layer):
         super().__init__(inner)  # type: ignore[arg-type]
         self.calls = 0
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         self.calls += 1
-        request.context.state["cost"] = Decimal("0.01")
-        return await self.inner.chat(request)
+        ctx.cost = Decimal("0.01")
+        return await self.inner.chat(request, ctx)
 
 
 @pytest.fixture
@@ -65,14 +66,15 @@ async def test_second_identical_call_is_a_hit_and_never_reaches_upstream(server)
         first = await client.chat(model="gpt-4o-mini", messages=MSGS, temperature=0)
         events: list[str] = []
         second_req = client.build_request("gpt-4o-mini", MSGS, {"temperature": 0}, stream=False)
-        second_req.context.listeners.append(lambda name, attrs: events.append(name))
-        second = await client.chat(request=second_req)
+        second_ctx = CallContext()
+        second_ctx.listeners.append(lambda name, attrs: events.append(name))
+        second = await client.chat(request=second_req, context=second_ctx)
     assert server.request_count == 1
     assert counting[0].calls == 1  # the "cost layer" saw only the miss
     assert not first.cache_hit and second.cache_hit
     assert second.text == first.text and second.usage == first.usage
     assert second.cost == Decimal(0)
-    assert second_req.context.cache_hit is True
+    assert second_ctx.cache_hit is True
     assert "cache_hit" in events
     assert cache.statistics().hits == 1
 

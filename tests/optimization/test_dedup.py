@@ -12,6 +12,7 @@ from functools import partial
 import pytest
 
 from llm_async import AsyncLLMClient
+from llm_async.context import CallContext
 from llm_async.errors import BadRequestError, InvalidRequestError, LLMError, StreamError
 from llm_async.optimization import get_deduplicator
 from llm_async.optimization.dedup import DedupConfig, DedupLayer, Deduplicator, SingleFlight
@@ -50,8 +51,9 @@ async def test_hundred_identical_requests_make_one_upstream_call(server):
 
         async def call() -> str:
             request = client.build_request("gpt-4o-mini", MSGS, {}, stream=False)
-            request.context.listeners.append(lambda name, attrs: events.append(name))
-            return (await client.chat(request=request)).text
+            ctx = CallContext()
+            ctx.listeners.append(lambda name, attrs: events.append(name))
+            return (await client.chat(request=request, context=ctx)).text
 
         texts = await asyncio.gather(*(call() for _ in range(100)))
         layer = client.layer(DedupLayer)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from llm_async import AsyncLLMClient, MockLLMTransport
+from llm_async.context import CallContext
 from llm_async.errors import InvalidRequestError
 from llm_async.optimization.cache import CacheConfig, CacheLayer, ResponseCache
 from llm_async.optimization.semantic import (
@@ -121,8 +122,9 @@ async def test_similarity_cache_through_the_layer() -> None:
         near = client.build_request("m", [{"role": "user", "content":
                                            "what's the capital of France"}],
                                     {"temperature": 0}, stream=False)
-        near.context.listeners.append(lambda name, attrs: events.append((name, attrs)))
-        hit = await client.chat(request=near)
+        near_ctx = CallContext()
+        near_ctx.listeners.append(lambda name, attrs: events.append((name, attrs)))
+        hit = await client.chat(request=near, context=near_ctx)
         far = await client.chat(model="m", temperature=0,
                                 messages=[{"role": "user", "content": "Best pizza in Rome?"}])
     assert hit.cache_hit and hit.text == "Paris." and not far.cache_hit

@@ -29,6 +29,7 @@ import pytest
 from aioresponses import aioresponses
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from llm_async.context import CallContext
 from llm_async.errors import LLMError, ResponseTooLargeError, StreamError
 from llm_async.infrastructure.sse import SSEDecoder, SSEEvent
 from llm_async.infrastructure.transports.base import _PARSE_ERRORS, HTTPTransport
@@ -419,7 +420,7 @@ async def _chat(transport: HTTPTransport, provider: str, status: int, body: byte
     try:
         with aioresponses() as mocked:
             mocked.post(transport.url(request), status=status, body=body, headers=headers)
-            return await transport.chat(request)
+            return await transport.chat(request, CallContext())
     finally:
         await transport.aclose()
 
@@ -431,7 +432,7 @@ async def _stream(transport: HTTPTransport, provider: str, body: bytes) -> list[
         with aioresponses() as mocked:
             mocked.post(transport.url(request), status=200, body=body,
                         headers={"Content-Type": "text/event-stream"})
-            async for chunk in transport.stream(request):
+            async for chunk in transport.stream(request, CallContext()):
                 chunks.append(chunk)
     finally:
         await transport.aclose()

@@ -62,11 +62,13 @@ CORE_MODULES = {
     "llm_async._json",
     "llm_async.client",
     "llm_async.config",
+    "llm_async.context",
     "llm_async.domain",
     "llm_async.domain.ports",
     "llm_async.errors",
     "llm_async.infrastructure",
     "llm_async.infrastructure.transports",
+    "llm_async.infrastructure.transports.registry",
     "llm_async.infrastructure.transports.router",
     "llm_async.types",
 }

@@ -71,9 +71,9 @@ async def test_the_soak_detects_a_leak(server) -> None:  # type: ignore[no-untyp
     kept: list[bytes] = []
 
     class Leaky(Layer):
-        async def chat(self, request):  # type: ignore[no-untyped-def]
+        async def chat(self, request, ctx):  # type: ignore[no-untyped-def]
             kept.append(bytes(1024))  # a new object per call
-            return await self.inner.chat(request)
+            return await self.inner.chat(request, ctx)
 
     original = soak_mod.make_client
 

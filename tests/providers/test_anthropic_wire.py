@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from llm_async import AsyncLLMClient, build_request
+from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -107,10 +108,12 @@ async def test_max_tokens_default_is_always_sent(mocked: aioresponses) -> None:
     mocked.post(API, payload=HELLO_REPLY)
     mocked.post(API, payload=HELLO_REPLY)
     async with AnthropicTransport(KEY, "https://api.anthropic.com") as t:
-        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]))
+        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]),
+                     CallContext())
     async with AnthropicTransport(KEY, "https://api.anthropic.com/v1/",
                                   default_max_tokens=256) as t:
-        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]))
+        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]),
+                     CallContext())
     assert sent(mocked, 0)[0]["max_tokens"] == 4096
     assert sent(mocked, 1)[0]["max_tokens"] == 256  # and a base URL ending in /v1 works too
     with pytest.raises(ValueError):
@@ -538,5 +541,6 @@ async def test_beta_header(mocked: aioresponses, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     mocked.post(API, payload=HELLO_REPLY)
     async with AnthropicTransport(KEY, beta=["prompt-caching-2024-07-31", "x"]) as t:
-        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]))
+        await t.chat(build_request(model=MODEL, messages=[{"role": "user", "content": "Hi"}]),
+                     CallContext())
     assert sent(mocked)[1]["anthropic-beta"] == "prompt-caching-2024-07-31,x"

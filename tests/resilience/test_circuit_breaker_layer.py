@@ -19,6 +19,7 @@ from llm_async.application.circuit_breaker import (
 )
 from llm_async.application.rate_limit import ConcurrencyLimitLayer
 from llm_async.application.retry_strategy import RetryConfig, RetryLayer
+from llm_async.context import CallContext
 from llm_async.errors import BadRequestError, CircuitBreakerOpenError, ServerError, StreamError
 from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
 from llm_async.types import build_request
@@ -37,17 +38,18 @@ async def test_one_breaker_per_provider_and_model_with_rejection_event() -> None
     layer = CircuitBreakerLayer(transport, CFG, clock=clock)
     for _ in range(2):
         with pytest.raises(ServerError):
-            await layer.chat(_request("m1"))
+            await layer.chat(_request("m1"), CallContext())
     request = _request("m1")
     events: list[tuple[str, dict[str, Any]]] = []
-    request.context.listeners.append(lambda n, a: events.append((n, a)))
+    ctx = CallContext()
+    ctx.listeners.append(lambda n, a: events.append((n, a)))
     with pytest.raises(CircuitBreakerOpenError) as info:
-        await layer.chat(request)
+        await layer.chat(request, ctx)
     assert info.value.provider == "mock" and info.value.retry_after == 10.0
     assert events == [("circuit_rejected", {"breaker": "mock/m1", "retry_after": 10.0})]
     assert transport.call_count == 2  # the rejected call never reached the provider
     # another model of the same provider is unaffected
-    assert (await layer.chat(_request("m2"))).text
+    assert (await layer.chat(_request("m2"), CallContext())).text
     status = layer.status()
     assert status["state"] == "open"
     assert status["breakers"]["mock/m1"]["state"] == "open"
@@ -61,7 +63,7 @@ async def test_caller_errors_never_trip_the_layer() -> None:
     layer = CircuitBreakerLayer(transport, CFG, clock=FakeClock())
     for _ in range(5):
         with pytest.raises(BadRequestError):
-            await layer.chat(_request())
+            await layer.chat(_request(), CallContext())
     assert layer.status()["state"] == "closed"
 
 
@@ -73,11 +75,11 @@ async def test_stream_outcomes() -> None:
     assert isinstance(breaker, CircuitBreaker)
 
     # normal end: success
-    assert len([c async for c in layer.stream(_request(stream=True))]) > 0
+    assert len([c async for c in layer.stream(_request(stream=True), CallContext())]) > 0
     assert breaker.successful == 1
 
     # consumer breaks out: nothing recorded
-    gen = layer.stream(_request(stream=True))
+    gen = layer.stream(_request(stream=True), CallContext())
     async for _ in gen:
         break
     await gen.aclose()
@@ -86,7 +88,7 @@ async def test_stream_outcomes() -> None:
     # failure mid-stream: counted (a StreamError whose cause is a server error)
     transport.script(MockReply(text="x y z", error=ServerError("cut"), fail_after=1))
     with pytest.raises(StreamError):
-        async for _ in layer.stream(_request(stream=True)):
+        async for _ in layer.stream(_request(stream=True), CallContext()):
             pass
     assert breaker.failed == 1
 
@@ -97,13 +99,13 @@ async def test_half_open_probe_released_when_a_stream_is_abandoned_or_cancelled(
     layer = CircuitBreakerLayer(transport, CFG, clock=clock)
     for _ in range(2):
         with pytest.raises(ServerError):
-            await layer.chat(_request())
+            await layer.chat(_request(), CallContext())
     clock.advance(10.0)
     breaker = layer.breaker_for(_request())
     assert isinstance(breaker, CircuitBreaker)
 
     # probe 1: the consumer breaks out after one chunk
-    gen = layer.stream(_request(stream=True))
+    gen = layer.stream(_request(stream=True), CallContext())
     async for _ in gen:
         break
     assert breaker.status()["half_open_in_flight"] == 1
@@ -115,15 +117,15 @@ async def test_half_open_probe_released_when_a_stream_is_abandoned_or_cancelled(
     gate = asyncio.Event()
 
     class Slow(MockLLMTransport):
-        async def stream(self, request: Any) -> Any:  # type: ignore[override]
-            yield (await anext(aiter(super().stream(request))))
+        async def stream(self, request: Any, ctx: CallContext) -> Any:  # type: ignore[override]
+            yield (await anext(aiter(super().stream(request, ctx))))
             await gate.wait()
 
     slow_layer = CircuitBreakerLayer(Slow("q r s"), CFG, clock=clock)
     slow_layer.breakers["mock/m"] = breaker
 
     async def consume() -> None:
-        async for _ in slow_layer.stream(_request(stream=True)):
+        async for _ in slow_layer.stream(_request(stream=True), CallContext()):
             pass
 
     task = asyncio.create_task(consume())
@@ -136,7 +138,7 @@ async def test_half_open_probe_released_when_a_stream_is_abandoned_or_cancelled(
     assert breaker.status()["half_open_in_flight"] == 0
 
     # a real probe then closes it
-    assert [c async for c in layer.stream(_request(stream=True))]
+    assert [c async for c in layer.stream(_request(stream=True), CallContext())]
     assert breaker.state is CircuitState.CLOSED
 
 
@@ -146,7 +148,7 @@ async def test_open_breaker_stops_retries_at_once() -> None:
     stack = RetryLayer(CircuitBreakerLayer(transport, CFG, clock=clock),
                        RetryConfig(max_attempts=10, base_delay=0.1, jitter="none"), clock=clock)
     with pytest.raises(CircuitBreakerOpenError):
-        await stack.chat(_request())
+        await stack.chat(_request(), CallContext())
     assert transport.call_count == 2  # the breaker opened after 2; retry did not go on
     assert len(clock.sleeps) == 2
 
@@ -155,7 +157,7 @@ async def test_shared_breakers_come_from_the_registry() -> None:
     try:
         first = CircuitBreakerLayer(MockLLMTransport(), CFG, shared=True)
         second = CircuitBreakerLayer(MockLLMTransport(), CFG, shared=True)
-        await first.chat(_request("shared-model"))
+        await first.chat(_request("shared-model"), CallContext())
         assert first.breaker_for(_request("shared-model")) is \
             second.breaker_for(_request("shared-model"))
         assert "mock/shared-model" in all_circuit_breakers()

@@ -20,6 +20,7 @@ from llm_async.application.rate_limit import (
     parse_duration,
     parse_rate_limit_headers,
 )
+from llm_async.context import CallContext
 from llm_async.errors import (
     ConfigurationError,
     QuotaExceededError,
@@ -84,7 +85,7 @@ async def test_concurrency_limiter_cancellation_leaks_nothing() -> None:
 
 async def test_concurrency_layer_holds_the_permit_until_the_stream_closes() -> None:
     layer = ConcurrencyLimitLayer(MockLLMTransport("a b c d"), 2)
-    streams = [layer.stream(_request(stream=True)) for _ in range(3)]
+    streams = [layer.stream(_request(stream=True), CallContext()) for _ in range(3)]
     await anext(streams[0])
     await anext(streams[1])
     assert layer.in_use == 2
@@ -102,7 +103,7 @@ async def test_concurrency_layer_holds_the_permit_until_the_stream_closes() -> N
     # unary calls release too, also on errors
     failing = ConcurrencyLimitLayer(MockLLMTransport(responses=[ServerError("x")]), 1)
     with pytest.raises(ServerError):
-        await failing.chat(_request())
+        await failing.chat(_request(), CallContext())
     assert failing.in_use == 0
 
 
@@ -111,20 +112,21 @@ async def test_concurrency_layer_records_queue_wait() -> None:
     gate = asyncio.Event()
 
     class Gated(MockLLMTransport):
-        async def chat(self, request: Any) -> Any:
+        async def chat(self, request: Any, ctx: CallContext) -> Any:
             await gate.wait()
-            return await super().chat(request)
+            return await super().chat(request, ctx)
 
     layer = ConcurrencyLimitLayer(Gated(), 1, clock=clock)
-    first = asyncio.create_task(layer.chat(_request()))
+    first = asyncio.create_task(layer.chat(_request(), CallContext()))
     await _settle()
     request = _request()
-    second = asyncio.create_task(layer.chat(request))
+    ctx = CallContext()
+    second = asyncio.create_task(layer.chat(request, ctx))
     await _settle()
     clock.advance(3.0)
     gate.set()
     await asyncio.gather(first, second)
-    assert request.context.state["queue_wait"] == 3.0
+    assert ctx.queue_wait == 3.0
 
 
 # -- token buckets --------------------------------------------------------------------------
@@ -135,9 +137,9 @@ async def test_rpm_bucket_admits_a_burst_then_paces() -> None:
     layer = RateLimitLayer(MockLLMTransport(), RateLimitConfig(requests_per_minute=60),
                            clock=clock)
     for _ in range(60):
-        await layer.chat(_request())
+        await layer.chat(_request(), CallContext())
     assert clock.sleeps == []
-    await layer.chat(_request())
+    await layer.chat(_request(), CallContext())
     assert clock.sleeps == [pytest.approx(1.0)]  # one request a second afterwards
 
 
@@ -163,11 +165,11 @@ async def test_large_request_is_not_starved_by_small_ones() -> None:
     config = RateLimitConfig(tokens_per_minute=600,
                              token_estimator=lambda r: len(r.messages[0].text))
     layer = RateLimitLayer(transport, config, clock=clock)
-    await layer.chat(_request("x" * 590))  # leaves 10 tokens
+    await layer.chat(_request("x" * 590), CallContext())  # leaves 10 tokens
     admitted: list[str] = []
 
     async def call(label: str, size: int) -> None:
-        await layer.chat(_request("y" * size))
+        await layer.chat(_request("y" * size), CallContext())
         admitted.append(label)
 
     big = asyncio.create_task(call("big", 300))
@@ -190,11 +192,11 @@ async def test_usage_corrects_the_estimate() -> None:
     config = RateLimitConfig(tokens_per_minute=10_000, token_estimator=lambda r: 1000)
     layer = RateLimitLayer(transport, config, clock=clock)
     assert isinstance(layer.store, LocalBucketStore)
-    await layer.chat(_request())
+    await layer.chat(_request(), CallContext())
     assert layer.store.levels("mock")["tokens"] == pytest.approx(10_000 - 15)
     # streams are corrected from the usage chunk when they end
     transport.script(MockReply(text="b c", usage=Usage(input_tokens=20, output_tokens=2)))
-    async for _ in layer.stream(_request(stream=True)):
+    async for _ in layer.stream(_request(stream=True), CallContext()):
         pass
     assert layer.store.levels("mock")["tokens"] == pytest.approx(10_000 - 37)
 
@@ -207,7 +209,7 @@ async def test_failed_call_gives_back_the_answer_estimate() -> None:
     request = _request("abcd")
     prompt, _ = estimate_tokens(request)
     with pytest.raises(ServerError):
-        await layer.chat(request)
+        await layer.chat(request, CallContext())
     assert isinstance(layer.store, LocalBucketStore)
     assert layer.store.levels("mock")["tokens"] == pytest.approx(10_000 - prompt)
 
@@ -217,12 +219,12 @@ async def test_too_large_and_max_wait_raise_our_error() -> None:
     layer = RateLimitLayer(MockLLMTransport(), RateLimitConfig(tokens_per_minute=100),
                            clock=clock)
     with pytest.raises(RateLimiterError):
-        await layer.chat(_request(max_tokens=500))
+        await layer.chat(_request(max_tokens=500), CallContext())
     patient = RateLimitLayer(MockLLMTransport(), RateLimitConfig(requests_per_minute=1,
                                                                  max_wait=5.0), clock=clock)
-    await patient.chat(_request())
+    await patient.chat(_request(), CallContext())
     with pytest.raises(RateLimiterError, match="max_wait"):
-        await patient.chat(_request())
+        await patient.chat(_request(), CallContext())
     assert patient.waiting == 0
 
 
@@ -231,16 +233,16 @@ async def test_429_blocks_the_key_and_slows_the_refill() -> None:
     transport = MockLLMTransport(responses=[RateLimitError("slow", retry_after=7.0)])
     layer = RateLimitLayer(transport, RateLimitConfig(requests_per_minute=600), clock=clock)
     with pytest.raises(RateLimitError):
-        await layer.chat(_request())
+        await layer.chat(_request(), CallContext())
     assert layer.statistics()["mock"]["rate_factor"] == pytest.approx(0.7)
-    await layer.chat(_request())
+    await layer.chat(_request(), CallContext())
     assert clock.sleeps == [pytest.approx(7.0)]  # everyone waits out the Retry-After
     assert layer.statistics()["mock"]["rate_factor"] == pytest.approx(0.75)  # AIMD recovery
     # a billing quota is not a rate problem: no block
     transport.script(QuotaExceededError("pay"))
     with pytest.raises(QuotaExceededError):
-        await layer.chat(_request())
-    await layer.chat(_request())
+        await layer.chat(_request(), CallContext())
+    await layer.chat(_request(), CallContext())
     assert len(clock.sleeps) == 1
 
 
@@ -248,9 +250,9 @@ async def test_cancelled_waiter_leaves_no_trace_and_wakes_the_next() -> None:
     clock = FakeClock(auto_advance=False)
     layer = RateLimitLayer(MockLLMTransport(), RateLimitConfig(requests_per_minute=1),
                            clock=clock)
-    await layer.chat(_request())
-    head = asyncio.create_task(layer.chat(_request()))
-    behind = asyncio.create_task(layer.chat(_request()))
+    await layer.chat(_request(), CallContext())
+    head = asyncio.create_task(layer.chat(_request(), CallContext()))
+    behind = asyncio.create_task(layer.chat(_request(), CallContext()))
     await _settle()
     assert layer.waiting == 2
     head.cancel()

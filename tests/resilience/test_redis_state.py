@@ -18,6 +18,7 @@ from llm_async.application.circuit_breaker import (
     CircuitState,
 )
 from llm_async.application.rate_limit import BucketLimits, RateLimitConfig, RateLimitLayer
+from llm_async.context import CallContext
 from llm_async.errors import BadRequestError, CircuitBreakerOpenError, ServerError
 from llm_async.infrastructure.redis_state import (
     RedisBucketStore,
@@ -153,15 +154,15 @@ async def test_breaker_layers_of_two_clients_share_state(connections: list[Any],
         for conn, failures in zip(connections, (2, 1), strict=True)]
     for i in range(3):
         with pytest.raises(ServerError):
-            await layers[i % 2].chat(_request())
+            await layers[i % 2].chat(_request(), CallContext())
     with pytest.raises(CircuitBreakerOpenError):
-        await layers[1].chat(_request())
+        await layers[1].chat(_request(), CallContext())
     assert layers[1].status()["state"] == "open"
     # a stream abandoned by its consumer records nothing (and releases its permit)
     await layers[0].breaker_for(_request("other")).reset_async()  # type: ignore[attr-defined]
     gen = layers[0].stream(build_request(model="other", messages=[{"role": "user",
                                                                     "content": "x"}],
-                                         provider="mock", stream=True))
+                                         provider="mock", stream=True), CallContext())
     async for _ in gen:
         break
     await gen.aclose()
@@ -202,9 +203,9 @@ async def test_rate_limit_layers_share_a_redis_bucket(connections: list[Any],
                              store=RedisBucketStore(c, prefix=prefix, clock=clock))
               for c in connections]
     for i in range(4):
-        await layers[i % 2].chat(_request())
+        await layers[i % 2].chat(_request(), CallContext())
     assert clock.sleeps == []
-    await layers[1].chat(_request())  # the shared bucket is empty: this worker waits
+    await layers[1].chat(_request(), CallContext())  # the shared bucket is empty: this worker waits
     assert clock.sleeps == [pytest.approx(15.0)]
 
 

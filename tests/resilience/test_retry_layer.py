@@ -15,6 +15,7 @@ from llm_async.application.retry_strategy import (
     RetryConfig,
     RetryLayer,
 )
+from llm_async.context import CallContext
 from llm_async.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -36,9 +37,9 @@ def _request(**kw: Any) -> Any:
                          provider="mock", **kw)
 
 
-def _events(request: Any) -> list[tuple[str, dict[str, Any]]]:
+def _events(ctx: CallContext) -> list[tuple[str, dict[str, Any]]]:
     seen: list[tuple[str, dict[str, Any]]] = []
-    request.context.listeners.append(lambda name, attrs: seen.append((name, attrs)))
+    ctx.listeners.append(lambda name, attrs: seen.append((name, attrs)))
     return seen
 
 
@@ -47,12 +48,13 @@ async def test_chat_retries_then_succeeds_with_events_and_attempts() -> None:
     transport = MockLLMTransport("fine", responses=[ServerError("500"), OverloadedError("529")])
     layer = RetryLayer(transport, FAST, clock=clock)
     request = _request()
-    events = _events(request)
-    response = await layer.chat(request)
+    ctx = CallContext()
+    events = _events(ctx)
+    response = await layer.chat(request, ctx)
     assert response.text == "fine"
     assert transport.call_count == 3
     assert clock.sleeps == [0.5, 1.0]
-    assert request.context.state["attempts"] == 3 and request.context.attempt == 3
+    assert ctx.attempt == 3 and len(ctx.attempts) == 3
     assert [(n, a["attempt"], a["delay"], a["error"]) for n, a in events] == [
         ("retry", 1, 0.5, "ServerError"), ("retry", 2, 1.0, "OverloadedError")]
     assert layer.metrics()["retry.successful"] == 1
@@ -63,7 +65,7 @@ async def test_chat_gives_up_after_max_attempts_and_never_retries_fatal() -> Non
     transport = MockLLMTransport(responses=[ServerError(str(i)) for i in range(10)])
     layer = RetryLayer(transport, FAST, clock=clock)
     with pytest.raises(ServerError, match="3"):
-        await layer.chat(_request())
+        await layer.chat(_request(), CallContext())
     assert transport.call_count == 4
     assert layer.metrics()["retry.failed"] == 1
 
@@ -71,7 +73,7 @@ async def test_chat_gives_up_after_max_attempts_and_never_retries_fatal() -> Non
         transport = MockLLMTransport(responses=[fatal])
         layer = RetryLayer(transport, FAST, clock=clock)
         with pytest.raises(type(fatal)):
-            await layer.chat(_request())
+            await layer.chat(_request(), CallContext())
         assert transport.call_count == 1
 
 
@@ -79,7 +81,7 @@ async def test_retry_after_from_a_429_is_slept() -> None:
     clock = FakeClock()
     transport = MockLLMTransport(responses=[RateLimitError("slow", retry_after=3.0)])
     layer = RetryLayer(transport, FAST, clock=clock)
-    await layer.chat(_request())
+    await layer.chat(_request(), CallContext())
     assert len(clock.sleeps) == 1 and 3.0 <= clock.sleeps[0] <= 3.3
 
 
@@ -88,14 +90,14 @@ async def test_per_call_option_disables_or_replaces_retries() -> None:
     transport = MockLLMTransport(responses=[ServerError("a")])
     layer = RetryLayer(transport, FAST, clock=clock)
     with pytest.raises(ServerError):
-        await layer.chat(_request(options={"retry": False}))
+        await layer.chat(_request(options={"retry": False}), CallContext())
     assert transport.call_count == 1
     other = RetryConfig(max_attempts=2, base_delay=7.0, jitter="none")
     transport.script(ServerError("c"))
-    await layer.chat(_request(options={"retry": other}))
+    await layer.chat(_request(options={"retry": other}), CallContext())
     assert clock.sleeps == [7.0]
     with pytest.raises(InvalidRequestError):
-        await layer.chat(_request(options={"retry": "often"}))
+        await layer.chat(_request(options={"retry": "often"}), CallContext())
 
 
 async def test_budget_is_per_provider_and_shared_when_given() -> None:
@@ -105,7 +107,7 @@ async def test_budget_is_per_provider_and_shared_when_given() -> None:
     layer = RetryLayer(transport, FAST, clock=clock, budget=shared)
     for _ in range(3):
         with pytest.raises(ServerError):
-            await layer.chat(_request())
+            await layer.chat(_request(), CallContext())
     # 10 tokens → 2 retries over all calls
     assert transport.call_count == 3 + 2
     assert layer.metrics()["budget"]["available"] == 0
@@ -122,15 +124,15 @@ async def test_deadline_cuts_the_attempt_timeout() -> None:
     seen: list[Any] = []
 
     class Recorder(MockLLMTransport):
-        async def chat(self, request: Any) -> Any:
+        async def chat(self, request: Any, ctx: CallContext) -> Any:
             seen.append(request.timeout)
-            return await super().chat(request)
+            return await super().chat(request, ctx)
 
     transport = Recorder(responses=[ServerError("x")])
     layer = RetryLayer(transport, RetryConfig(max_attempts=3, base_delay=2.0, jitter="none",
                                               deadline=10.0), clock=clock)
     request = _request(timeout=Timeout(total=60.0))
-    await layer.chat(request)
+    await layer.chat(request, CallContext())
     assert seen[0].total == 10.0  # cut to the deadline
     assert seen[1].total == 8.0  # 2 s were spent waiting
     assert seen[1].connect == Timeout().connect
@@ -145,10 +147,11 @@ async def test_stream_retries_before_first_chunk_only() -> None:
     ])
     layer = RetryLayer(transport, FAST, clock=clock)
     request = _request(stream=True)
-    chunks = [c async for c in layer.stream(request)]
+    ctx = CallContext()
+    chunks = [c async for c in layer.stream(request, ctx)]
     assert "".join(c.delta for c in chunks) == "alpha beta gamma"
     assert transport.call_count == 3
-    assert request.context.state["attempts"] == 3
+    assert ctx.attempt == 3 and len(ctx.attempts) == 3
 
     # after the first chunk a failure is a StreamError and is not retried
     transport = MockLLMTransport(responses=[
@@ -156,7 +159,7 @@ async def test_stream_retries_before_first_chunk_only() -> None:
     layer = RetryLayer(transport, FAST, clock=clock)
     received = []
     with pytest.raises(StreamError):
-        async for chunk in layer.stream(_request(stream=True)):
+        async for chunk in layer.stream(_request(stream=True), CallContext()):
             received.append(chunk.delta)
     assert received == ["one", " two"]
     assert transport.call_count == 1
@@ -166,15 +169,15 @@ async def test_stream_consumer_break_closes_the_inner_stream() -> None:
     closed = asyncio.Event()
 
     class Tracking(MockLLMTransport):
-        async def stream(self, request: Any) -> Any:  # type: ignore[override]
+        async def stream(self, request: Any, ctx: CallContext) -> Any:  # type: ignore[override]
             try:
-                async for chunk in super().stream(request):
+                async for chunk in super().stream(request, ctx):
                     yield chunk
             finally:
                 closed.set()
 
     layer = RetryLayer(Tracking("a b c d"), FAST, clock=FakeClock())
-    gen = layer.stream(_request(stream=True))
+    gen = layer.stream(_request(stream=True), CallContext())
     async for _ in gen:
         break
     await gen.aclose()

@@ -148,7 +148,7 @@ async def test_queue_time_counts_toward_no_timeout_and_never_trips_the_breaker()
             async def one() -> tuple[str, float]:
                 stream = client.stream(model="gpt-4o-mini", messages=MESSAGES)
                 text = "".join([c.delta async for c in stream])
-                return text, float(stream.request.context.state.get("queue_wait", 0.0))
+                return text, stream.context.queue_wait
 
             results = await asyncio.gather(*(one() for _ in range(8)))
             assert all(len(text.split()) == 12 for text, _ in results)

@@ -502,7 +502,7 @@ class AnthropicTransport(HTTPTransport):
         if not isinstance(data, Mapping):
             raise ProtocolError("response is not a JSON object", provider=self.provider)
         if data.get("type") == "error":
-            raise self.stream_error(data.get("error"), request)
+            raise self.stream_error(data.get("error"))
         content = data.get("content")
         if not isinstance(content, list):
             raise ProtocolError("response has no content list", provider=self.provider)
@@ -565,12 +565,11 @@ class AnthropicTransport(HTTPTransport):
             raw=data,
         )
 
-    def stream_error(self, error: Any, request: ChatRequest | None = None) -> LLMError:
+    def stream_error(self, error: Any, headers: Mapping[str, str] | None = None) -> LLMError:
         """The typed error for an Anthropic error object received with HTTP 200 (an ``error``
         event in a stream): its ``type`` picks the status (``overloaded_error`` → 529)."""
         etype = error.get("type") if isinstance(error, Mapping) else None
         status = ERROR_STATUS.get(str(etype), 500)
-        headers = request.context.response_headers if request is not None else None
         return error_from_response(status, {"type": "error", "error": error}, headers=headers,
                                    provider=self.provider,
                                    request_id=self._request_id(headers) if headers else None)
@@ -832,7 +831,7 @@ class _AnthropicStreamParser:
         return [chunk]
 
     def _error(self, obj: dict[str, Any]) -> list[ChatChunk]:
-        raise self.transport.stream_error(obj.get("error"), self.request)
+        raise self.transport.stream_error(obj.get("error"))
 
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, Mapping):

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 import aiohttp
 
 from ... import _json
+from ...context import CallContext
 from ...errors import (
     APIConnectionError,
     APITimeoutError,
@@ -42,6 +43,8 @@ __all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamParser"]
 DEFAULT_TIMEOUT = Timeout()
 # aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
 _SOCKET_TIMEOUT = aiohttp.SocketTimeoutError
+#: Failures that prove no connection was made, so no byte of the request reached the provider.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
@@ -172,7 +175,8 @@ class HTTPTransport:
         self, messages: list[Any], model: str, **params: Any
     ) -> ChatResponse:
         """``await transport.chat_completion(messages=[...], model=...)``, as in the seed."""
-        return await self.chat(build_request(model=model, messages=messages, **params))
+        return await self.chat(build_request(model=model, messages=messages, **params),
+                               CallContext())
 
     # -- the handler ----------------------------------------------------------------------
 
@@ -248,53 +252,69 @@ class HTTPTransport:
             body = raw.decode("utf-8", "replace")
         return self.map_error(resp.status, body, resp.headers)
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=False))
+        attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
         # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
         # sock_read) and total; its exception type says which one expired.
         try:
+            attempt.sent = True  # from here on the body may reach the provider
             async with self.session.post(
                 self.url(request), data=payload, headers=self._headers(request),
                 timeout=self._unary_timeout(timeout),
             ) as resp:
-                request.context.response_headers = resp.headers
+                ctx.response_headers = resp.headers
                 raw = await self._read_body(resp)
                 if resp.status >= 400:
                     raise self._error_from(resp, raw)
                 headers = resp.headers
-        except LLMError:
+        except LLMError as exc:
+            attempt.error = exc
             raise
+        except _NOT_SENT as exc:  # no connection was made: nothing reached the provider
+            attempt.sent = False
+            attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
+            raise err from exc
         except _SOCKET_TIMEOUT as exc:
-            raise self._map_exception(exc, "first_chunk", timeout) from exc
+            attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
+            raise err from exc
         except asyncio.TimeoutError as exc:
-            raise self._map_exception(exc, "total", timeout) from exc
+            attempt.error = err = self._map_exception(exc, "total", timeout)
+            raise err from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise self._map_exception(exc, "first_chunk", timeout) from exc
+            attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
+            raise err from exc
         try:
             data = _json.loads(raw)
         except ValueError as exc:
-            raise ProtocolError(f"response body is not JSON: {raw[:80]!r}",
-                                provider=self.provider, status=resp.status,
-                                request_id=self._request_id(headers)) from exc
+            attempt.error = err = ProtocolError(
+                f"response body is not JSON: {raw[:80]!r}", provider=self.provider,
+                status=resp.status, request_id=self._request_id(headers))
+            raise err from exc
         try:
             response = self.parse_response(data, request)
-        except LLMError:
+        except LLMError as exc:
+            attempt.error = exc
             raise
         except _PARSE_ERRORS as exc:  # a provider hook tripped over a malformed body
-            raise ProtocolError(f"malformed response body ({type(exc).__name__}: {exc})",
-                                provider=self.provider, status=resp.status,
-                                request_id=self._request_id(headers)) from exc
+            attempt.error = err = ProtocolError(
+                f"malformed response body ({type(exc).__name__}: {exc})",
+                provider=self.provider, status=resp.status, request_id=self._request_id(headers))
+            raise err from exc
         response.latency = time.perf_counter() - started
-        response.request_id = self._request_id(headers)
+        response.request_id = attempt.request_id = self._request_id(headers)
         response.provider = self.provider
         response.requested_model = request.model
+        attempt.usage = response.usage
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=True))
+        attempt = ctx.begin_attempt(self.provider, request.model)
         loop = asyncio.get_running_loop()
         deadline = None if timeout.total is None else loop.time() + timeout.total
         delivered = 0
@@ -304,11 +324,17 @@ class HTTPTransport:
         try:
             try:
                 async with _timeout(_limit(timeout.first_chunk, deadline, loop)):
-                    resp = await self.session.post(
-                        self.url(request), data=payload, headers=self._headers(request),
-                        timeout=self._client_timeout(timeout),
-                    )
-                    request.context.response_headers = resp.headers
+                    attempt.sent = True  # from here on the body may reach the provider
+                    try:
+                        resp = await self.session.post(
+                            self.url(request), data=payload, headers=self._headers(request),
+                            timeout=self._client_timeout(timeout),
+                        )
+                    except _NOT_SENT:
+                        attempt.sent = False
+                        raise
+                    ctx.response_headers = resp.headers
+                    attempt.request_id = self._request_id(resp.headers)
                     if resp.status >= 400:
                         raise self._error_from(resp, await self._read_body(resp))
                 decoder = SSEDecoder(self.max_event_bytes)
@@ -325,7 +351,9 @@ class HTTPTransport:
                     for event in events:
                         try:
                             chunks = parser.feed(event)
-                        except LLMError:
+                        except LLMError as exc:  # an error event inside the stream
+                            if exc.request_id is None:
+                                exc.request_id = attempt.request_id
                             raise
                         except _PARSE_ERRORS as exc:  # a malformed event tripped the parser
                             raise ProtocolError(
@@ -334,6 +362,8 @@ class HTTPTransport:
                         for chunk in chunks:
                             delivered += 1
                             phase = "idle"
+                            if chunk.usage is not None:
+                                attempt.usage = chunk.usage
                             yield chunk
                     if not data:
                         break
@@ -354,6 +384,7 @@ class HTTPTransport:
             except (aiohttp.ClientError, OSError) as exc:
                 raise self._map_exception(exc, phase, timeout) from exc
         except LLMError as err:
+            attempt.error = err
             if delivered:
                 raise StreamError(f"stream failed after {delivered} chunks: {err.message}",
                                   cause=err, chunks_received=delivered) from err

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ...context import CallContext
 from ...errors import LLMError, StreamError
 from ...types import (
     ChatChunk,
@@ -84,7 +85,8 @@ class MockLLMTransport:
     async def chat_completion(self, messages: list[Any], model: str,
                               **params: Any) -> ChatResponse:
         """``await transport.chat_completion(messages=[...], model=...)``, as in the seed."""
-        return await self.chat(build_request(model=model, messages=messages, **params))
+        return await self.chat(build_request(model=model, messages=messages, **params),
+                               CallContext())
 
     def _next(self, request: ChatRequest) -> MockReply:
         self.requests.append(request)
@@ -116,7 +118,9 @@ class MockLLMTransport:
                 reason = "length"
         return text, reason
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        attempt = ctx.begin_attempt(self.provider, request.model)
+        attempt.sent = True
         reply = self._next(request)
         delay = reply.latency or self.latency
         if delay:
@@ -124,6 +128,7 @@ class MockLLMTransport:
         if reply.error is not None:
             raise reply.error
         text, reason = self._text(request, reply)
+        attempt.usage = usage = self._usage(request, reply, text)
         return ChatResponse(
             id=f"mock-{next(self._ids)}",
             model=self.model or request.model,
@@ -131,12 +136,15 @@ class MockLLMTransport:
             content=text if (text or not reply.tool_calls) else None,
             tool_calls=list(reply.tool_calls),
             finish_reason=reason,
-            usage=self._usage(request, reply, text),
+            usage=usage,
             latency=delay,
             requested_model=request.model,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        attempt = ctx.begin_attempt(self.provider, request.model)
+        attempt.sent = True
         reply = self._next(request)
         delay = reply.latency or self.latency
         if delay:
@@ -164,7 +172,8 @@ class MockLLMTransport:
             raise StreamError("mock stream failed", cause=reply.error,
                               chunks_received=sent) if sent else reply.error
         yield ChatChunk(finish_reason=reason, id=rid, model=model)
-        yield ChatChunk(usage=self._usage(request, reply, text), id=rid, model=model)
+        attempt.usage = usage = self._usage(request, reply, text)
+        yield ChatChunk(usage=usage, id=rid, model=model)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
 
+from ...context import CallContext
 from ...domain.ports import Handler
 from ...errors import InvalidRequestError
 from ...types import ChatChunk, ChatRequest, ChatResponse
@@ -44,11 +45,11 @@ class ProviderRouter:
                 field="provider")
         return transport
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self._pick(request).chat(request)
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        return await self._pick(request).chat(request, ctx)
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
-        return self._pick(request).stream(request)
+    def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        return self._pick(request).stream(request, ctx)
 
     async def aclose(self) -> None:
         for transport in self.transports.values():
