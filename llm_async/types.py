@@ -7,7 +7,7 @@ Plain dicts are accepted wherever the seed used them (``messages=[{"role": "user
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
