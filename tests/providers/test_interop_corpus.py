@@ -34,6 +34,7 @@ from aiohttp import web
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from llm_async import errors
+from llm_async.context import CallContext
 from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 from llm_async.infrastructure.transports.openrouter_transport import OpenRouterTransport
@@ -314,10 +315,10 @@ async def run_ours(transport: Any, mode: str, provider: str) -> dict[str, Any]:
     request = build_request(model="recorded-model", messages=[{"role": "user", "content": "hi"}],
                             max_tokens=64)
     if mode == "chat":
-        response = await transport.chat(request)
+        response = await transport.chat(request, CallContext())
     else:
         assembler = StreamAssembler()
-        async for chunk in transport.stream(request):
+        async for chunk in transport.stream(request, CallContext()):
             assembler.add(chunk)
         response = assembler.response(provider=provider)
     result = ours(response)
