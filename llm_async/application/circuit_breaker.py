@@ -964,7 +964,7 @@ class CircuitBreakerLayer(Layer):
     async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest,
                        ctx: CallContext) -> BreakerPermit:
         try:
-            call = request.context.call_id
+            call = ctx.call_id
             if (isinstance(breaker, CircuitBreaker)
                     and type(breaker).acquire_async is _LOCAL_ACQUIRE_ASYNC):
                 return breaker.acquire(call)  # what acquire_async does, without a coroutine
