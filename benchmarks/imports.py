@@ -7,8 +7,9 @@
 
 Each row runs in fresh interpreters (pinned to core 0): the time of its import statement(s), the
 resident memory right after, and the resident memory after one chat request against the embedded
-server (which runs in its own process). The budget: a constructed llm_async client costs at most 1.2×
-the import time of aiohttp and at most 10 MiB of memory on top of it. A missing peer is skipped.
+server (which runs in its own process). The budget: a constructed llm_async client costs at most
+1.2× the import time of aiohttp and at most 10 MiB of memory on top of it. A missing peer is
+skipped.
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ def render(table: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {name} | {row['import_ms']:.0f} | {ratio:.2f}× | "
                      f"{row['rss_import_mib']:.1f} | {extra:+.1f} | "
                      f"{'–' if req != req else f'{req:.1f}'} |")
-    lines += ["", "Budget: a constructed llm_async client ≤ 1.2× aiohttp's import time and ≤ +10 MiB.",
-              ""]
+    lines += ["", "Budget: a constructed llm_async client ≤ 1.2× aiohttp's import time and "
+              "≤ +10 MiB.", ""]
     for name in ("llm_async (client, no layers)", "llm_async (default stack)"):
         row = table.get(name, {})
         if "import_ms" not in row or "import_ms" not in floor:

@@ -667,8 +667,8 @@ def render(data: dict[str, Any], table: dict[str, Any], targets: list[dict[str, 
     for t in targets:
         worst = (f"{t['worst']:.2f}× ({t['where']})" if "worst" in t else "–")
         lines.append(f"| {t['loop']} | {t['target']} | {t['status']} | {worst} |")
-    lines += ["", "Cache-hit latency (target: p50 ≤ 15 µs through the default stack) is measured by "
-              "`benchmarks/bench_optimization.py`.", ""]
+    lines += ["", "Cache-hit latency (target: p50 ≤ 15 µs through the default stack) is "
+              "measured by `benchmarks/bench_optimization.py`.", ""]
     stacks = {name: i.get("stack") for loop in data["clients"].values()
               for name, i in loop.items() if i.get("stack")}
     if stacks:
