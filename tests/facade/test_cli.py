@@ -408,3 +408,12 @@ def test_an_interrupted_bench_prints_partial_results(slow_stream_server: Threade
     assert 2 <= report["succeeded"] < 1000 and report["wall_seconds"] > 0
     assert report["latency_ms"]["p50"] is not None
     assert err.strip().endswith("llm-async: error: interrupted")
+
+
+def test_a_base_url_alone_means_an_openai_compatible_server(threaded_server: ThreadedServer,
+                                                            clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OPENROUTER_API_KEY", KEY)  # would make OpenRouter the provider otherwise
+    code, out, err = run("chat", "--base-url", threaded_server.base_url, "--model", "gpt-4",
+                         "echo: compatible")
+    assert (code, out, err) == (0, "compatible\n", "")
+    assert threaded_server.stats()["requests"] == 1
