@@ -585,16 +585,22 @@ class _Plan:
 
 
 def replay_chunks(response: ChatResponse) -> Iterator[ChatChunk]:
-    """A stored answer as stream chunks: its text, its tool calls, the finish reason, usage."""
+    """A stored answer as stream chunks: its reasoning, text and tool calls, then the finish
+    reason with the reply's blocks (signed reasoning, citations, provider tools), refusal and
+    provider extras, then the usage."""
     rid, model = response.id or None, response.model or None
+    if response.reasoning:
+        yield ChatChunk(reasoning=response.reasoning, id=rid, model=model)
     if response.content:
-        yield ChatChunk(delta=response.content, id=rid, model=model)
+        yield ChatChunk(delta=response.content, logprobs=response.logprobs, id=rid, model=model)
     for index, call in enumerate(response.tool_calls):
         yield ChatChunk(tool_calls=[ToolCallDelta(index=index, id=call.id,
                                                   name=call.function.name,
                                                   arguments=call.function.arguments)],
                         id=rid, model=model)
-    yield ChatChunk(finish_reason=response.finish_reason, id=rid, model=model)
+    yield ChatChunk(finish_reason=response.finish_reason, parts=response.parts or None,
+                    refusal_details=response.refusal, extras=response.extras or None,
+                    id=rid, model=model)
     yield ChatChunk(usage=response.usage, id=rid, model=model)
 
 

@@ -177,3 +177,22 @@ def test_anthropic_rejects_options_it_does_not_have() -> None:
                                 **option)
         with pytest.raises(Exception, match=f"does not support {next(iter(option))}"):
             transport.build_payload(request, stream=False)
+
+
+def test_a_cached_answer_replays_its_reasoning_blocks_refusal_and_extras() -> None:
+    from llm_async.optimization.cache import replay_chunks
+    from llm_async.types import Refusal, Usage
+
+    stored = ChatResponse(
+        id="r1", model="claude", content="Yes.", finish_reason="stop",
+        usage=Usage(input_tokens=3, output_tokens=4),
+        parts=[ReasoningPart(text="hmm", signature="sig"),
+               TextPart(text="Yes.", citations=[Citation(url="https://example.org")])],
+        refusal=Refusal(text="", category="cyber"), extras={"service_tier": "standard"})
+    assembler = StreamAssembler()
+    for chunk in replay_chunks(stored):
+        assembler.add(chunk)
+    replayed = assembler.response()
+    assert replayed.parts == stored.parts and replayed.reasoning == "hmm"
+    assert replayed.refusal == stored.refusal and replayed.extras == stored.extras
+    assert (replayed.text, replayed.usage) == (stored.text, stored.usage)
