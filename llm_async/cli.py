@@ -494,7 +494,7 @@ def _delegate(command: str, argv: list[str]) -> int:
         from .testing.__main__ import main as mock_main
 
         return mock_main(argv, prog=f"{PROG} mock-server")
-    from .observability.dashboard import main as dashboard_main
+    from .observability.dashboard.cli import main as dashboard_main
 
     return dashboard_main(argv)
 

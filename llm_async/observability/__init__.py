@@ -1,5 +1,5 @@
-"""Observability: OpenTelemetry traces and metrics on the GenAI conventions, the seed's facade
-(``get_observability()``), and a live dashboard page.
+"""Observability: OpenTelemetry traces and metrics on the GenAI conventions, the observability
+facade of the public contract (``get_observability()``), and a live dashboard page.
 
 Names load lazily, so importing this package imports neither OpenTelemetry nor aiohttp.web::
 
@@ -9,6 +9,11 @@ Names load lazily, so importing this package imports neither OpenTelemetry nor a
     span = obs.trace_operation("llm_call", model="gpt-4")
     obs.finish_operation(span, status="success")
     print(obs.get_dashboard_data()["avg_duration_ms"])
+
+Modules: ``stats`` (the rolling window), ``classify`` (error types and root causes), ``otel``
+(the optional OpenTelemetry imports and span helpers), ``tracing`` (the layer), ``metrics``
+(instruments), ``sources`` and ``panels`` (live state of breakers, budgets and spend),
+``facade`` (:class:`Observability`) and ``dashboard`` (the web page).
 """
 
 from __future__ import annotations
@@ -18,20 +23,22 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "CallRecord": ".facade",
+    "CallRecord": ".stats",
+    "RollingStats": ".stats",
     "Observability": ".facade",
     "OperationSpan": ".facade",
-    "RollingStats": ".facade",
     "get_observability": ".facade",
     "set_observability": ".facade",
-    "ERROR_TYPES": ".tracing",
+    "ERROR_TYPES": ".classify",
+    "error_type": ".classify",
+    "failure_type": ".classify",
+    "root_cause": ".classify",
     "TracingLayer": ".tracing",
-    "error_type": ".tracing",
     "DURATION_BUCKETS": ".metrics",
     "TOKEN_BUCKETS": ".metrics",
-    "SEED_METRIC_NAMES": ".metrics",
+    "LIVE_METRIC_NAMES": ".metrics",
     "GenAIMetrics": ".metrics",
-    "register_seed_metrics": ".metrics",
+    "register_live_metrics": ".metrics",
     "DashboardServer": ".dashboard",
     "create_dashboard_app": ".dashboard",
     "serve_dashboard": ".dashboard",
@@ -41,7 +48,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "DURATION_BUCKETS",
     "ERROR_TYPES",
-    "SEED_METRIC_NAMES",
+    "LIVE_METRIC_NAMES",
     "TOKEN_BUCKETS",
     "CallRecord",
     "DashboardServer",
@@ -52,8 +59,10 @@ __all__ = [
     "TracingLayer",
     "create_dashboard_app",
     "error_type",
+    "failure_type",
     "get_observability",
-    "register_seed_metrics",
+    "register_live_metrics",
+    "root_cause",
     "serve_dashboard",
     "set_observability",
     "setup_dashboard",
@@ -64,20 +73,15 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .classify import ERROR_TYPES, error_type, failure_type, root_cause
     from .dashboard import DashboardServer, create_dashboard_app, serve_dashboard, setup_dashboard
-    from .facade import (
-        CallRecord,
-        Observability,
-        OperationSpan,
-        RollingStats,
-        get_observability,
-        set_observability,
-    )
+    from .facade import Observability, OperationSpan, get_observability, set_observability
     from .metrics import (
         DURATION_BUCKETS,
-        SEED_METRIC_NAMES,
+        LIVE_METRIC_NAMES,
         TOKEN_BUCKETS,
         GenAIMetrics,
-        register_seed_metrics,
+        register_live_metrics,
     )
-    from .tracing import ERROR_TYPES, TracingLayer, error_type
+    from .stats import CallRecord, RollingStats
+    from .tracing import TracingLayer

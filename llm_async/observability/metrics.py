@@ -1,4 +1,5 @@
-"""Metrics on the OpenTelemetry metrics API: the GenAI client histograms and the seed's names.
+"""Metrics on the OpenTelemetry metrics API: the GenAI client histograms and the live-state
+instruments.
 
 Two families of instruments:
 
@@ -13,12 +14,15 @@ Two families of instruments:
   ``gen_ai.client.operation.time_to_first_chunk``         ``s``       :data:`DURATION_BUCKETS`
   ======================================================  ==========  ===========================
 
-* **The seed's names**, as observable instruments that read live state when the SDK collects:
-  ``circuit.state`` and ``circuit.requests.{total,successful,failed,rejected}`` (every breaker
-  of :func:`llm_async.application.circuit_breaker.all_circuit_breakers`), ``cost.total``,
-  ``cost.by_model``, ``cost.by_user``, ``cost.requests`` (the process-wide cost manager),
-  ``retry.attempts``, ``retry.successful``, ``retry.failed``, ``retry.delay`` (the process-wide
-  retry metrics), plus ``cache.hit_ratio`` and ``dedup.joins`` (counted by the tracing layers).
+* **Live-state instruments** (:data:`LIVE_METRIC_NAMES`, the names of the public contract),
+  observable instruments that read live state when the SDK collects: ``circuit.state`` and
+  ``circuit.requests.{total,successful,failed,rejected}`` (every breaker of every client whose
+  tracing layer reports to an observability registered here, and of the process registry;
+  attributes ``circuit.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``),
+  ``cost.total``, ``cost.by_model``, ``cost.by_user``, ``cost.requests`` (the process-wide cost
+  manager), ``retry.attempts``, ``retry.successful``, ``retry.failed``, ``retry.delay`` (the
+  process-wide retry metrics), plus ``cache.hit_ratio`` and ``dedup.joins`` (counted by the
+  tracing layers).
 
 Nothing here costs anything until a meter provider from an SDK is configured: with only the
 API installed (or nothing at all) :func:`genai_metrics` returns ``None`` and the tracing layer
@@ -27,11 +31,20 @@ skips recording.
 
 from __future__ import annotations
 
-import importlib
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from .otel import INSTRUMENTATION
+from .panels import split_name
+from .sources import (
+    circuit_state_value,
+    lookup,
+    process_breakers,
+    process_cost_manager,
+    retry_metrics,
+)
 
 try:
     from opentelemetry import metrics as _otel_metrics
@@ -47,13 +60,12 @@ if TYPE_CHECKING:
     from .facade import Observability
 
 __all__ = [
-    "CIRCUIT_STATE_VALUES",
     "DURATION_BUCKETS",
-    "SEED_METRIC_NAMES",
+    "LIVE_METRIC_NAMES",
     "TOKEN_BUCKETS",
     "GenAIMetrics",
     "genai_metrics",
-    "register_seed_metrics",
+    "register_live_metrics",
 ]
 
 #: Bucket boundaries (seconds) the conventions advise for durations and time to first chunk.
@@ -64,11 +76,8 @@ DURATION_BUCKETS: tuple[float, ...] = (
 TOKEN_BUCKETS: tuple[float, ...] = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
-#: ``circuit.state`` values: higher is worse.
-CIRCUIT_STATE_VALUES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
-
-#: Every observable instrument :func:`register_seed_metrics` creates.
-SEED_METRIC_NAMES: tuple[str, ...] = (
+#: Every observable instrument :func:`register_live_metrics` creates.
+LIVE_METRIC_NAMES: tuple[str, ...] = (
     "circuit.state",
     "circuit.requests.total",
     "circuit.requests.successful",
@@ -86,7 +95,7 @@ SEED_METRIC_NAMES: tuple[str, ...] = (
     "dedup.joins",
 )
 
-_METER_NAME = "llm_async"
+_METER_NAME = INSTRUMENTATION
 
 
 def _version() -> str:
@@ -148,11 +157,11 @@ class GenAIMetrics:
 class _Registration:
     """What one meter provider holds: the histograms and the observabilities its gauges read."""
 
-    __slots__ = ("__weakref__", "genai", "observabilities", "seed")
+    __slots__ = ("__weakref__", "genai", "live", "observabilities")
 
     def __init__(self) -> None:
         self.genai: GenAIMetrics | None = None
-        self.seed = False
+        self.live = False
         self.observabilities: weakref.WeakSet[Observability] = weakref.WeakSet()
 
 
@@ -192,7 +201,7 @@ def genai_metrics(meter_provider: MeterProvider | None = None,
 
     Returns ``None`` when OpenTelemetry is not installed or no SDK meter provider is configured,
     so callers skip recording at no cost. The first call for a provider also registers the
-    seed's observable instruments on it (:func:`register_seed_metrics`).
+    live-state instruments on it (:func:`register_live_metrics`).
     """
     if meter_provider is None and (not HAVE_OTEL_METRICS or _global_unset()):
         return None  # the per-call fast path without an SDK (what _resolve would find)
@@ -206,13 +215,13 @@ def genai_metrics(meter_provider: MeterProvider | None = None,
     reg = _registration(provider)
     if reg.genai is None:
         reg.genai = GenAIMetrics(provider.get_meter(_METER_NAME, _version()))
-    register_seed_metrics(provider, observability)
+    register_live_metrics(provider, observability)
     return reg.genai
 
 
-def register_seed_metrics(meter_provider: MeterProvider | None = None,
+def register_live_metrics(meter_provider: MeterProvider | None = None,
                           observability: Observability | None = None) -> bool:
-    """Register the seed's observable instruments (:data:`SEED_METRIC_NAMES`) on a provider.
+    """Register the live-state instruments (:data:`LIVE_METRIC_NAMES`) on a provider.
 
     Idempotent per provider; ``observability`` is added to the set whose cache hits and dedup
     joins ``cache.hit_ratio`` and ``dedup.joins`` report. Returns ``False`` when there is no SDK
@@ -224,18 +233,18 @@ def register_seed_metrics(meter_provider: MeterProvider | None = None,
     reg = _registration(provider)
     if observability is not None:
         reg.observabilities.add(observability)
-    if reg.seed:
+    if reg.live:
         return True
-    reg.seed = True
-    meter = provider.get_meter(_METER_NAME + ".seed", _version())
+    reg.live = True
+    meter = provider.get_meter(_METER_NAME + ".state", _version())
     gauge = meter.create_observable_gauge
     counter = meter.create_observable_counter
     ref = weakref.ref(reg)
 
-    gauge("circuit.state", [_circuit("state")], unit="1",
+    gauge("circuit.state", [_circuit(ref, "state")], unit="1",
           description="Circuit breaker state: 0 closed, 1 half-open, 2 open.")
     for part in ("total", "successful", "failed", "rejected"):
-        counter(f"circuit.requests.{part}", [_circuit(part)], unit="{request}",
+        counter(f"circuit.requests.{part}", [_circuit(ref, part)], unit="{request}",
                 description=f"Requests seen by the circuit breaker ({part}).")
     counter("cost.total", [_cost_total], unit="USD", description="Total cost of LLM calls.")
     counter("cost.by_model", [_cost_by("by_model", "gen_ai.request.model")], unit="USD",
@@ -256,38 +265,6 @@ def register_seed_metrics(meter_provider: MeterProvider | None = None,
 
 
 # -- live-state readers -------------------------------------------------------------------------
-#
-# The breaker, cost and retry modules are imported inside the callbacks: they may be absent from
-# a trimmed install, and importing them here would make every tracing user pay for them.
-
-#: Keys accepted for each figure, in order (the seed's metric name first, then its dict forms).
-_KEYS: Mapping[str, tuple[str, ...]] = {
-    "circuit.state": ("circuit.state", "state"),
-    "circuit.total": ("circuit.requests.total", "total_requests", "requests_total", "total"),
-    "circuit.successful": ("circuit.requests.successful", "successful_requests",
-                           "successful", "successes"),
-    "circuit.failed": ("circuit.requests.failed", "failed_requests", "failed", "failures"),
-    "circuit.rejected": ("circuit.requests.rejected", "rejected_requests", "rejected",
-                         "rejections"),
-    "cost.total": ("cost.total", "total_cost", "total"),
-    "cost.by_model": ("cost.by_model", "by_model", "cost_by_model"),
-    "cost.by_user": ("cost.by_user", "by_user", "cost_by_user"),
-    "cost.requests": ("cost.requests", "total_requests", "requests", "request_count"),
-    "retry.attempts": ("retry.attempts", "total_attempts", "attempts", "retry_attempts"),
-    "retry.successful": ("retry.successful", "successful_retries", "successful"),
-    "retry.failed": ("retry.failed", "failed_retries", "failed"),
-    "retry.delay": ("retry.delay", "total_delay", "delay", "total_delay_seconds"),
-}
-
-
-def lookup(data: Any, figure: str) -> Any:
-    """The value of ``figure`` (a key of :data:`_KEYS`) in a metrics mapping, or ``None``."""
-    if not isinstance(data, Mapping):
-        data = getattr(data, "__dict__", {})
-    for key in _KEYS[figure]:
-        if key in data:
-            return data[key]
-    return None
 
 
 def _number(value: Any) -> float | None:
@@ -298,64 +275,46 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _optional(module: str) -> Any:
-    """``llm_async.<module>``, or ``None`` when that part of the package is not installed."""
-    name = f"llm_async.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return None
-        raise
-
-
-def circuit_breaker_metrics() -> dict[str, Mapping[str, Any]]:
-    """``{name: breaker.metrics()}`` for every live circuit breaker ({} when none)."""
-    module = _optional("application.circuit_breaker")
-    if module is None:
-        return {}
-    breakers = module.all_circuit_breakers()
-    items: Iterable[Any] = breakers.values() if isinstance(breakers, Mapping) else breakers
-    out: dict[str, Mapping[str, Any]] = {}
-    for breaker in items:
-        metrics = breaker.metrics()
-        out[str(getattr(breaker, "name", "") or len(out))] = metrics
-    return out
-
-
 def cost_metrics() -> Mapping[str, Any]:
     """The process-wide cost manager's ``metrics()`` ({} when the cost module is absent)."""
-    module = _optional("application.cost_manager")
-    if module is None:
+    manager = process_cost_manager()
+    if manager is None:
         return {}
-    metrics = module.get_cost_manager().metrics()
+    metrics = manager.metrics()
     return metrics if isinstance(metrics, Mapping) else dict(getattr(metrics, "__dict__", {}))
 
 
-def retry_metrics() -> Mapping[str, Any]:
-    """The process-wide retry metrics ({} when the retry module is absent)."""
-    module = _optional("application.retry_strategy")
-    if module is None:
-        return {}
-    metrics = module.get_retry_metrics()
-    return metrics if isinstance(metrics, Mapping) else dict(getattr(metrics, "__dict__", {}))
-
-
-def circuit_state_value(state: Any) -> int | None:
-    """``circuit.state`` as a number (see :data:`CIRCUIT_STATE_VALUES`)."""
-    name = getattr(state, "value", state)
-    if isinstance(name, str):
-        return CIRCUIT_STATE_VALUES.get(name.lower().replace("-", "_"))
-    return None
+def _breakers(reg: _Registration) -> list[Any]:
+    """Every breaker of the clients reporting to ``reg``'s observabilities, then the process
+    registry's (each once)."""
+    out: list[Any] = []
+    seen: set[int] = set()
+    observabilities = list(reg.observabilities)
+    groups = [obs.sources.breakers() for obs in observabilities] or [process_breakers()]
+    for group in groups:
+        for breaker in group:
+            if id(breaker) not in seen:
+                seen.add(id(breaker))
+                out.append(breaker)
+    return out
 
 
 Callback = Callable[["CallbackOptions"], Iterable["Observation"]]
 
 
-def _circuit(part: str) -> Callback:
+def _circuit(ref: weakref.ref[_Registration], part: str) -> Callback:
     def observe(options: CallbackOptions) -> Iterator[Observation]:
-        for name, metrics in circuit_breaker_metrics().items():
+        reg = ref()
+        if reg is None:
+            return
+        for index, breaker in enumerate(_breakers(reg)):
+            name = str(getattr(breaker, "name", "") or index)
+            metrics = breaker.metrics()
             attrs = {"circuit.name": name}
+            provider, model = split_name(name)
+            if provider is not None and model is not None:
+                attrs["gen_ai.provider.name"] = provider
+                attrs["gen_ai.request.model"] = model
             value: float | None
             if part == "state":
                 state = circuit_state_value(lookup(metrics, "circuit.state"))

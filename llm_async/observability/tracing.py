@@ -33,398 +33,54 @@ instrumentation (aiohttp) nest under it without a context leaking across ``yield
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .._clock import Clock, system_clock
 from ..context import CallContext
 from ..domain.ports import Handler, Layer, aclosing
-from ..errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    BudgetExceededError,
-    CircuitBreakerOpenError,
-    ConfigurationError,
-    ConflictError,
-    ContextLengthExceededError,
-    FallbackExhaustedError,
-    InsufficientCreditsError,
-    InvalidRequestError,
-    LLMError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
-    ProtocolError,
-    QuotaExceededError,
-    RateLimiterError,
-    RateLimitError,
-    RefusalError,
-    RequestTimeoutError,
-    ResponseTooLargeError,
-    ServerError,
-    StreamError,
-    StructuredOutputError,
-    ToolArgumentsError,
-    UnprocessableEntityError,
-    redact,
-)
+from ..errors import CircuitBreakerOpenError, LLMError, redact
 from ..infrastructure.transports.registry import otel_provider_name
-from ..types import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ReasoningPart,
-    StreamAssembler,
-    TextPart,
-    Usage,
+from ..types import ChatChunk, ChatRequest, ChatResponse, StreamAssembler, Usage
+from .calls import (
+    COST_TYPES,
+    Outcome,
+    TracedCall,
+    header_request_id,
+    preview,
+    with_context,
 )
-from .facade import CallRecord, Observability, get_observability
-from .metrics import genai_metrics, register_seed_metrics
+from .classify import ERROR_TYPES, error_type, failure_type, is_provider_failure, root_cause
+from .content import (
+    input_messages,
+    output_type,
+    tool_definitions,
+)
+from .facade import Observability, get_observability
+from .metrics import genai_metrics, register_live_metrics
+from .otel import HAVE_OTEL, server_endpoint, tracer_for
+from .stats import CallRecord
 
-try:
+if HAVE_OTEL:
     from opentelemetry import context as _otel_context, trace as _otel_trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    HAVE_OTEL = True
-except ImportError:  # pragma: no cover - exercised in a subprocess test
-    HAVE_OTEL = False
-
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, TracerProvider
 
 
 __all__ = [
     "ERROR_TYPES",
     "TracingLayer",
-    "attribute_value",
     "error_type",
-    "event_attributes",
-    "server_endpoint",
+    "failure_type",
+    "root_cause",
 ]
 
 logger = logging.getLogger("llm_async")
-
-_INSTRUMENTATION = "llm_async"
-
-#: ``error.type`` for each error class (the most specific class of an error's MRO wins). Other
-#: exceptions report ``_OTHER``; a cancelled call reports ``cancelled``.
-ERROR_TYPES: Mapping[type[BaseException], str] = {
-    LLMError: "_OTHER",
-    InvalidRequestError: "invalid_request",
-    ConfigurationError: "configuration_error",
-    APIConnectionError: "connection_error",
-    APITimeoutError: "timeout",
-    APIStatusError: "api_error",
-    BadRequestError: "bad_request",
-    ContextLengthExceededError: "context_length_exceeded",
-    AuthenticationError: "authentication_error",
-    InsufficientCreditsError: "insufficient_credits",
-    PermissionDeniedError: "permission_denied",
-    NotFoundError: "not_found",
-    RequestTimeoutError: "timeout",
-    ConflictError: "conflict",
-    UnprocessableEntityError: "unprocessable_entity",
-    RateLimitError: "rate_limited",
-    QuotaExceededError: "quota_exceeded",
-    ServerError: "server_error",
-    OverloadedError: "overloaded",
-    ProtocolError: "protocol_error",
-    ResponseTooLargeError: "response_too_large",
-    StreamError: "stream_interrupted",
-    StructuredOutputError: "structured_output_invalid",
-    RefusalError: "refusal",
-    ToolArgumentsError: "tool_arguments_invalid",
-    CircuitBreakerOpenError: "circuit_open",
-    RateLimiterError: "rate_limiter_rejected",
-    BudgetExceededError: "budget_exceeded",
-    FallbackExhaustedError: "fallback_exhausted",
-    asyncio.CancelledError: "cancelled",
-}
-
-#: Event attribute keys that are never recorded, whatever a layer reports.
-_SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "headers", "password", "secret",
-                          "x-api-key"})
-
-
-def error_type(exc: BaseException) -> str:
-    """The low-cardinality ``error.type`` of an exception (see :data:`ERROR_TYPES`)."""
-    for cls in type(exc).__mro__:
-        label = ERROR_TYPES.get(cls)
-        if label is not None:
-            return label
-    return "_OTHER"
-
-
-def attribute_value(value: Any) -> Any:
-    """``value`` as an OpenTelemetry attribute value, or ``None`` when it cannot be one.
-
-    Strings are redacted; Decimals become floats; exceptions become their ``error.type``;
-    sequences keep their primitive items. Anything else is dropped (never ``str()``-ed: an
-    arbitrary object may hold content or secrets).
-    """
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, BaseException):
-        return error_type(value)
-    if isinstance(value, list | tuple):
-        items = [attribute_value(v) for v in value]
-        items = [v for v in items if isinstance(v, str | bool | int | float)]
-        if items and all(type(v) is type(items[0]) for v in items):
-            return items
-    return None
-
-
-def event_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """Clean event attributes: secret-named keys dropped, values through :func:`attribute_value`."""
-    out: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if key.lower() in _SECRET_KEYS:
-            continue
-        clean = attribute_value(value)
-        if clean is not None:
-            out[key] = clean
-    return out
-
-
-def server_endpoint(base_url: str | None) -> tuple[str, int] | None:
-    """``(server.address, server.port)`` of a base URL (port 443/80 when the URL has none)."""
-    if not base_url:
-        return None
-    try:
-        parts = urlsplit(base_url)
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    if port is None:
-        port = 443 if parts.scheme == "https" else 80
-    return parts.hostname, port
-
-
-def _header_request_id(headers: Mapping[str, str] | None) -> str | None:
-    if not headers:
-        return None
-    return headers.get("x-request-id") or headers.get("request-id")
-
-
-# -- tracer resolution (shared with the facade) -------------------------------------------------
-
-_tracers: dict[int, tuple[Any, Tracer]] = {}
-_UNKNOWN = object()
-
-
-def _tracer_for(provider: TracerProvider | None) -> Tracer | None:
-    """A tracer of ``provider`` (or of the global provider), or ``None`` when no SDK is set."""
-    if not HAVE_OTEL:
-        return None
-    if provider is None:
-        # Fast path: the API keeps the global provider in a module variable; while it is unset
-        # (no SDK configured), skip get_tracer_provider()'s environment lookup.
-        if getattr(_otel_trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
-            return None
-        provider = _otel_trace.get_tracer_provider()
-        if isinstance(provider, _otel_trace.ProxyTracerProvider | _otel_trace.NoOpTracerProvider):
-            return None
-    cached = _tracers.get(id(provider))
-    if cached is not None and cached[0] is provider:
-        return cached[1]
-    from .. import __version__
-
-    tracer = provider.get_tracer(_INSTRUMENTATION, __version__)
-    if len(_tracers) > 64:
-        _tracers.clear()
-    _tracers[id(provider)] = (provider, tracer)
-    return tracer
-
-
-def start_operation_span(provider: TracerProvider | None, name: str,
-                         attributes: Mapping[str, Any]) -> Span | None:
-    """An INTERNAL span for a user operation of the facade, or ``None`` without an SDK."""
-    tracer = _tracer_for(provider)
-    if tracer is None:
-        return None
-    attrs = event_attributes(attributes)
-    model = attrs.get("model")
-    if isinstance(model, str):
-        attrs.setdefault("gen_ai.request.model", model)
-    return tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
-
-
-def end_operation_span(span: Span, attributes: Mapping[str, Any], etype: str | None,
-                       error: str | None) -> None:
-    """End a facade span with its final attributes and status."""
-    for key, value in event_attributes(attributes).items():
-        span.set_attribute(key, value)
-    if etype is not None:
-        span.set_attribute("error.type", etype)
-        span.set_status(Status(StatusCode.ERROR, error or etype))
-    span.end()
-
-
-# -- content capture (opt-in) -----------------------------------------------------------------
-
-
-def _parts(message: Message) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    if message.role == "tool":
-        parts.append({"type": "tool_call_response", "id": message.tool_call_id,
-                      "response": message.text})
-        return parts
-    if isinstance(message.content, str):
-        parts.append({"type": "text", "content": message.content})
-    elif message.content:
-        for part in message.content:
-            if isinstance(part, ImagePart):
-                url = part.image_url.url
-                if url.startswith("data:"):
-                    url = url.split(",", 1)[0] + ",..."
-                parts.append({"type": "uri", "modality": "image", "uri": url})
-            elif isinstance(part, TextPart):
-                parts.append({"type": "text", "content": part.text})
-            elif isinstance(part, ReasoningPart):
-                parts.append({"type": "reasoning", "content": part.text})
-    for call in message.tool_calls or ():
-        parts.append({"type": "tool_call", "id": call.id, "name": call.function.name,
-                      "arguments": call.function.arguments})
-    return parts
-
-
-def _input_messages(request: ChatRequest) -> str:
-    return json.dumps([{"role": m.role, "parts": _parts(m)} for m in request.messages],
-                      ensure_ascii=False)
-
-
-def _output_messages(text: str | None, tool_calls: Sequence[Any],
-                     finish_reason: str | None) -> str:
-    parts: list[dict[str, Any]] = []
-    if text:
-        parts.append({"type": "text", "content": text})
-    for call in tool_calls:
-        parts.append({"type": "tool_call", "id": call.id, "name": call.function.name,
-                      "arguments": call.function.arguments})
-    return json.dumps([{"role": "assistant", "parts": parts,
-                        "finish_reason": finish_reason or ""}], ensure_ascii=False)
-
-
-def _tool_definitions(request: ChatRequest) -> str | None:
-    if not request.tools:
-        return None
-    return json.dumps([{"type": "function", "name": t.function.name,
-                        "description": t.function.description,
-                        "parameters": t.function.parameters} for t in request.tools],
-                      ensure_ascii=False)
-
-
-def _output_type(response_format: Any) -> str | None:
-    if response_format is None:
-        return None
-    if isinstance(response_format, Mapping):
-        return "text" if response_format.get("type") == "text" else "json"
-    return "json"
-
-
-# -- the layer ----------------------------------------------------------------------------------
-
-_COST_TYPES = (Decimal, float, int)
-
-
-class _Outcome:
-    """What a successful call produced, read from a response or from a stream's chunks."""
-
-    __slots__ = ("assembler", "cache_hit", "cost", "finish_reason", "id", "model", "request_id",
-                 "response", "usage")
-
-    def __init__(self, *, model: str, id: str | None, finish_reason: str | None,
-                 usage: Usage | None, cost: Any, cache_hit: bool, request_id: str | None,
-                 response: ChatResponse | None = None,
-                 assembler: StreamAssembler | None = None) -> None:
-        self.model = model
-        self.id = id
-        self.finish_reason = finish_reason
-        self.usage = usage
-        self.cost = cost
-        self.cache_hit = cache_hit
-        self.request_id = request_id
-        self.response = response
-        self.assembler = assembler
-
-    @classmethod
-    def of_response(cls, response: ChatResponse) -> _Outcome:
-        # Once per unary call: fill the slots directly (no keyword binding).
-        self = cls.__new__(cls)
-        self.model = response.model
-        self.id = response.id
-        self.finish_reason = response.finish_reason
-        self.usage = response.usage
-        self.cost = response.cost
-        self.cache_hit = response.cache_hit
-        self.request_id = response.request_id
-        self.response = response
-        self.assembler = None
-        return self
-
-    def output_messages(self) -> str:
-        if self.response is not None:
-            return _output_messages(self.response.content, self.response.tool_calls,
-                                    self.finish_reason)
-        assembler = self.assembler
-        assert assembler is not None
-        return _output_messages(assembler.text, assembler.tool_calls(), self.finish_reason)
-
-
-class _Call:
-    """The state of one traced call; also its ``CallContext`` listener (``__call__``)."""
-
-    __slots__ = ("cache_hit", "ctx", "dedup", "fallbacks", "rejections", "request", "retries",
-                 "span", "started", "ttfc")
-
-    def __init__(self, request: ChatRequest, ctx: CallContext, span: Span | None,
-                 started: float) -> None:
-        self.request = request
-        self.ctx = ctx
-        self.span = span
-        self.started = started
-        self.ttfc: float | None = None
-        self.retries = 0
-        self.fallbacks = 0
-        self.rejections = 0
-        self.dedup = False
-        self.cache_hit = False
-
-    def on_event(self, name: str, attributes: dict[str, Any]) -> None:
-        """A ``CallContext`` listener: count the event and add it to the span."""
-        if name == "retry":
-            self.retries += 1
-        elif name == "cache_hit":
-            self.cache_hit = True
-        elif name == "dedup_join":
-            self.dedup = True
-        elif name == "circuit_rejected":
-            self.rejections += 1
-        elif name == "fallback":
-            self.fallbacks += 1
-        span = self.span
-        if span is not None:
-            span.add_event(name, event_attributes(attributes))
-
-    __call__ = on_event
 
 
 class TracingLayer(Layer):
@@ -465,7 +121,9 @@ class TracingLayer(Layer):
             if endpoint is not None:
                 self.servers[provider] = endpoint
         if meter_provider is not None:
-            register_seed_metrics(meter_provider, self.observability)
+            register_live_metrics(meter_provider, self.observability)
+        # The dashboard and the circuit.* instruments show this client's breakers and budgets.
+        self.observability.sources.watch_stack(inner)
 
     # -- start / finish ---------------------------------------------------------------------
 
@@ -489,14 +147,14 @@ class TracingLayer(Layer):
             self._bases[key] = base
         return base
 
-    def _start(self, request: ChatRequest, ctx: CallContext, *, stream: bool) -> _Call:
+    def _start(self, request: ChatRequest, ctx: CallContext, *, stream: bool) -> TracedCall:
         span = None
-        tracer = _tracer_for(self.tracer_provider)
+        tracer = tracer_for(self.tracer_provider)
         if tracer is not None:
             span = tracer.start_span(
                 f"{self.operation} {request.model}", kind=SpanKind.CLIENT,
                 attributes=self._request_attributes(request, self._base(request), stream))
-        call = _Call(request, ctx, span, self.clock.now())
+        call = TracedCall(request, ctx, span, self.clock.now(), self.capture_content)
         ctx.listeners.append(call)
         self.observability.call_started()
         return call
@@ -512,7 +170,7 @@ class TracingLayer(Layer):
             ("gen_ai.request.presence_penalty", request.presence_penalty),
             ("gen_ai.request.seed", request.seed),
             ("gen_ai.request.stop_sequences", request.stop),
-            ("gen_ai.output.type", _output_type(request.response_format)),
+            ("gen_ai.output.type", output_type(request.response_format)),
             ("gen_ai.conversation.id", getattr(request.metadata, "conversation_id", None)),
         ):
             if value is not None:
@@ -520,13 +178,13 @@ class TracingLayer(Layer):
         if stream:
             attrs["gen_ai.request.stream"] = True
         if self.capture_content:
-            attrs["gen_ai.input.messages"] = _input_messages(request)
-            tools = _tool_definitions(request)
+            attrs["gen_ai.input.messages"] = input_messages(request)
+            tools = tool_definitions(request)
             if tools is not None:
                 attrs["gen_ai.tool.definitions"] = tools
         return attrs
 
-    def _finish(self, call: _Call, outcome: _Outcome | None, error: BaseException | None,
+    def _finish(self, call: TracedCall, outcome: Outcome | None, error: BaseException | None,
                 *, stream: bool = False, completed: bool = True) -> None:
         duration = self.clock.now() - call.started
         if duration < 0.0:
@@ -538,8 +196,10 @@ class TracingLayer(Layer):
         else:
             with contextlib.suppress(ValueError):
                 listeners.remove(call)
-        etype = None if error is None else error_type(error)
+        etype = None if error is None else failure_type(error)
         status: Any = "ok" if error is None else ("cancelled" if etype == "cancelled" else "error")
+        if status == "error" or len(ctx.attempts) > 1:
+            self._note_failures(call, error)
         cache_hit = call.cache_hit or ctx.cache_hit or bool(outcome and outcome.cache_hit)
         input_tokens = output_tokens = None
         cost = ctx.cost
@@ -564,18 +224,53 @@ class TracingLayer(Layer):
                            input_tokens=input_tokens, output_tokens=output_tokens,
                            time_to_first_chunk=ttfc)
         request = call.request
+        if not isinstance(cost, COST_TYPES):
+            cost = None
+        prompt = completion = None
+        if self.capture_content:
+            prompt = preview(request.messages[-1].text if request.messages else "")
+            completion = preview(outcome.text()) if outcome is not None else None
         # Positional: the fields of CallRecord in order (cheaper than keywords per call).
         self.observability.call_finished(CallRecord(
             self.operation, request.model, request.provider, duration, status, etype, ttfc,
-            input_tokens or 0, output_tokens or 0,
-            cost if isinstance(cost, _COST_TYPES) else None,
+            input_tokens or 0, output_tokens or 0, cost,
             cache_hit, call.retries, call.dedup, call.fallbacks, call.rejections, stream,
+            call.costed and cost is None and status == "ok" and not cache_hit,
+            ctx.call_id, prompt, completion,
         ))
         if logger.isEnabledFor(logging.DEBUG):
             self._log(call, outcome, etype, duration, input_tokens, output_tokens, cost,
                       cache_hit, stream)
 
-    def _end_span(self, span: Span, call: _Call, outcome: _Outcome | None,
+    def _note_failures(self, call: TracedCall, error: BaseException | None) -> None:
+        """Tell the observability which provider and model failed, and how (the dashboard shows
+        it as the last failure of their breaker): every failed upstream attempt the transport
+        recorded, else the failure behind the error raised. Messages are scrubbed like span
+        statuses."""
+        note = self.observability.note_failure
+        noted = False
+        for attempt in call.ctx.attempts:
+            failed = attempt.error
+            if failed is not None and is_provider_failure(failed):
+                note(attempt.provider, attempt.model, error_type(failed), call.scrub(str(failed)))
+                noted = True
+        if noted or error is None:
+            return
+        cause = root_cause(error)
+        if not is_provider_failure(cause):
+            return
+        request = call.request
+        provider, model = request.provider, request.model
+        if isinstance(error, CircuitBreakerOpenError):
+            # The failure that opened the breaker: already shown if it was seen here.
+            named_provider, _, named_model = error.name.partition("/")
+            if named_model:
+                provider, model = named_provider, named_model
+            note(provider, model, error_type(cause), call.scrub(str(cause)), keep=True)
+            return
+        note(provider, model, error_type(cause), call.scrub(str(cause)))
+
+    def _end_span(self, span: Span, call: TracedCall, outcome: Outcome | None,
                   error: BaseException | None, etype: str | None, input_tokens: int | None,
                   output_tokens: int | None, cost: Any, cache_hit: bool, stream: bool,
                   completed: bool) -> None:
@@ -620,12 +315,15 @@ class TracingLayer(Layer):
         attrs["llm_async.call_id"] = ctx.call_id
         if error is not None and etype is not None:
             attrs["error.type"] = etype
+            raised = error_type(error)
+            if raised != etype:
+                attrs["llm_async.error.raised_type"] = raised
             message = str(error) if isinstance(error, LLMError) else type(error).__name__
-            span.set_status(Status(StatusCode.ERROR, redact(message)))
+            span.set_status(Status(StatusCode.ERROR, call.scrub(message)))
         span.set_attributes(attrs)
         span.end()
 
-    def _log(self, call: _Call, outcome: _Outcome | None, etype: str | None,
+    def _log(self, call: TracedCall, outcome: Outcome | None, etype: str | None,
              duration: float, input_tokens: int | None, output_tokens: int | None, cost: Any,
              cache_hit: bool, stream: bool) -> None:
         request = call.request
@@ -666,7 +364,7 @@ class TracingLayer(Layer):
         finally:
             if token is not None:
                 _otel_context.detach(token)
-        self._finish(call, _Outcome.of_response(response), None)
+        self._finish(call, Outcome.of_response(response), None)
         return response
 
     async def stream(self, request: ChatRequest,
@@ -689,7 +387,7 @@ class TracingLayer(Layer):
             async with (
                 aclosing(inner),
                 aclosing(inner if span_context is None
-                         else _with_context(inner, span_context)) as chunks,
+                         else with_context(inner, span_context)) as chunks,
             ):
                 async for chunk in chunks:
                     if call.ttfc is None:
@@ -714,27 +412,12 @@ class TracingLayer(Layer):
         finally:
             outcome = None
             if error is None:
-                outcome = _Outcome(
+                outcome = Outcome(
                     model=model or request.model, id=response_id, finish_reason=finish_reason,
                     usage=usage, cost=ctx.cost, cache_hit=ctx.cache_hit,
-                    request_id=_header_request_id(ctx.response_headers), assembler=assembler)
+                    request_id=header_request_id(ctx.response_headers), assembler=assembler)
             self._finish(call, outcome, error, stream=True, completed=completed)
 
     def __repr__(self) -> str:
         return (f"TracingLayer(inner={type(self.inner).__name__}, "
                 f"capture_content={self.capture_content})")
-
-
-async def _with_context(chunks: AsyncGenerator[ChatChunk, None],
-                        span_context: Any) -> AsyncGenerator[ChatChunk, None]:
-    """``chunks``, with ``span_context`` attached while each one is produced."""
-    iterator = chunks.__aiter__()
-    while True:
-        token = _otel_context.attach(span_context)
-        try:
-            chunk = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        finally:
-            _otel_context.detach(token)
-        yield chunk

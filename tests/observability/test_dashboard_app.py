@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from llm_async.application.cost_manager import CostManager
 from llm_async.observability import (
     CallRecord,
     DashboardServer,
@@ -20,6 +21,7 @@ from llm_async.observability import (
     setup_dashboard,
 )
 from llm_async.observability.dashboard import run_demo_traffic
+from llm_async.observability.dashboard.demo import DEMO_PROJECTS, DEMO_USERS
 from llm_async.testing import MockProviderServer
 
 
@@ -57,7 +59,7 @@ async def test_page_assets_and_data(obs: Observability) -> None:
 def test_every_element_the_script_updates_is_on_the_page() -> None:
     from importlib.resources import files
 
-    static = files("llm_async.observability") / "static"
+    static = files("llm_async.observability.dashboard") / "static"
     page = (static / "dashboard.html").read_text("utf-8")
     script = (static / "dashboard.js").read_text("utf-8")
     ids = set(re.findall(r'(?:setText|\$)\("([a-z0-9-]+)"', script))
@@ -142,16 +144,18 @@ async def test_serve_dashboard_runs_until_cancelled(obs: Observability) -> None:
 async def test_demo_traffic_feeds_the_dashboard(obs: Observability) -> None:
     async with MockProviderServer() as server:
         made = await run_demo_traffic(server.base_url, observability=obs, rate=10_000.0,
-                                      calls=12)
+                                      calls=12, cost_manager=CostManager())
         assert made == 12 and server.request_count == 12
     data = obs.get_dashboard_data()
     assert data["total_requests"] == 12
     assert set(data["by_model"]) <= {"gpt-4o-mini", "gpt-4o", "o3-mini"}
     assert data["streams"] >= 1
+    assert set(data["spend"]["by_user"]) <= set(DEMO_USERS) and data["spend"]["by_user"]
+    assert set(data["spend"]["by_project"]) <= set(DEMO_PROJECTS)
 
 
 def test_main_parses_arguments() -> None:
-    from llm_async.observability.dashboard import main
+    from llm_async.observability.dashboard.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["--help"])

@@ -1,4 +1,4 @@
-"""GenAI client metrics and the seed's metric names, on the real OpenTelemetry metrics SDK."""
+"""GenAI client metrics and the live-state instruments, on the real OpenTelemetry metrics SDK."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from llm_async import (
 from llm_async.context import CallContext
 from llm_async.observability import (
     DURATION_BUCKETS,
-    SEED_METRIC_NAMES,
+    LIVE_METRIC_NAMES,
     TOKEN_BUCKETS,
     Observability,
     TracingLayer,
@@ -178,8 +178,8 @@ async def test_instruments_are_registered_once_per_provider(otel: Otel, obs: Obs
             "cache.hit_ratio", "dedup.joins"} <= names
 
 
-def test_seed_metric_names_are_the_seeds() -> None:
-    assert set(SEED_METRIC_NAMES) >= {
+def test_live_metric_names_are_the_contract_names() -> None:
+    assert set(LIVE_METRIC_NAMES) >= {
         "circuit.state", "circuit.requests.total", "circuit.requests.successful",
         "circuit.requests.failed", "circuit.requests.rejected", "cost.total", "cost.by_model",
         "cost.by_user", "cost.requests", "retry.attempts", "retry.successful", "retry.failed",
@@ -232,10 +232,13 @@ async def test_retry_metrics_read_the_live_counters(otel: Otel, obs: Observabili
     assert obs.get_dashboard_data()["retry_metrics"]["retry.attempts"] == live["retry.attempts"]
 
 
-async def test_cost_metrics_read_the_live_cost_manager(otel: Otel, obs: Observability) -> None:
-    from llm_async.application.cost_manager import get_cost_manager
+async def test_cost_metrics_read_the_live_cost_manager(otel: Otel, obs: Observability,
+                                                      request: pytest.FixtureRequest) -> None:
+    from llm_async.application.cost_manager import CostManager, set_cost_manager
 
-    manager = get_cost_manager()
+    manager = CostManager()
+    previous = set_cost_manager(manager)  # the process-wide one, for this test only
+    request.addfinalizer(lambda: set_cost_manager(previous))
     manager.track_usage(model="gpt-4o", input_tokens=1000, output_tokens=500,
                         user_id="obs-metrics-user")
     TracingLayer(object(), meter_provider=otel.meter_provider, observability=obs)  # type: ignore[arg-type]
@@ -263,7 +266,7 @@ def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **functions: Any) -
     monkeypatch.setitem(sys.modules, name, module)
 
 
-async def test_seed_metrics_from_known_values(otel: Otel, obs: Observability,
+async def test_live_metrics_from_known_values(otel: Otel, obs: Observability,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     class Manager:
         def metrics(self) -> dict[str, Any]:

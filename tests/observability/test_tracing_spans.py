@@ -133,14 +133,16 @@ async def test_failed_call_sets_error_type_and_status(
     assert data["failed_requests"] == 1 and data["errors_by_type"] == {expected: 1}
 
 
-async def test_stream_cut_after_first_chunk_is_stream_interrupted(
+async def test_stream_cut_after_first_chunk_counts_under_what_cut_it(
         traced: AsyncLLMClient, otel: Otel, mock_server: MockProviderServer) -> None:
     mock_server.add_fault(Fault(cut_after=2, times=1))
-    with pytest.raises(StreamError):
+    with pytest.raises(StreamError) as info:
         async for _ in traced.stream(model="gpt-4o-mini", messages=MESSAGES):
             pass
     a = attrs(otel.span())
-    assert a["error.type"] == "stream_interrupted"
+    assert info.value.cause is not None
+    assert a["error.type"] == "connection_error"  # the root cause: the connection broke
+    assert a["llm_async.error.raised_type"] == "stream_interrupted"
     assert a["gen_ai.response.time_to_first_chunk"] > 0
 
 
@@ -440,7 +442,7 @@ async def test_default_pipeline_puts_tracing_outermost(mock_server: MockProvider
 def test_output_type_follows_the_response_format() -> None:
     from pydantic import BaseModel
 
-    from llm_async.observability.tracing import _output_type
+    from llm_async.observability.content import output_type as _output_type
 
     class Answer(BaseModel):
         value: int
@@ -453,7 +455,7 @@ def test_output_type_follows_the_response_format() -> None:
 
 
 def test_server_endpoint_parsing() -> None:
-    from llm_async.observability.tracing import server_endpoint
+    from llm_async.observability.otel import server_endpoint
 
     assert server_endpoint("https://api.openai.com/v1") == ("api.openai.com", 443)
     assert server_endpoint("http://localhost/v1") == ("localhost", 80)

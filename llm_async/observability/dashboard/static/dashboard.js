@@ -14,6 +14,16 @@
   const fmtPct = (r) => (r == null ? dash : (r * 100).toFixed(1) + "%");
   const fmtCost = (v) => (v == null ? dash : "$" + (v !== 0 && Math.abs(v) < 0.01 ? v.toFixed(6) : v.toFixed(4)));
   const fmtRate = (v) => (v == null ? dash : v.toFixed(2));
+  // Cost of a group of calls: "unpriced" when none of them had a price, a dash when no cost
+  // was known at all (cost tracking off, or only failures).
+  const fmtSpend = (s) => {
+    const priced = s.priced_requests || 0, unpriced = s.unpriced_requests || 0;
+    if (!priced) return unpriced ? "unpriced" : dash;
+    return fmtCost(s.total_cost) + (unpriced ? " + unpriced" : "");
+  };
+  const isUnpriced = (s) => !(s.priced_requests || 0) && (s.unpriced_requests || 0) > 0;
+  const fmtTime = (t) => (t == null ? dash : new Date(t * 1000).toLocaleTimeString("en-GB", { hour12: false }));
+  const fmtSeconds = (v) => (v == null ? dash : v < 1 ? v.toFixed(2) + " s" : v.toFixed(0) + " s");
 
   function setText(id, text) {
     const el = $(id);
@@ -106,10 +116,11 @@
   function costBars(byModel) {
     const box = $("cost-by-model");
     clear(box);
-    const rows = Object.entries(byModel).map(([m, s]) => [m, s.total_cost || 0]).sort((a, b) => b[1] - a[1]);
+    const rows = Object.entries(byModel).map(([m, s]) => [m, s.total_cost || 0, s])
+      .sort((a, b) => (isUnpriced(a[2]) - isUnpriced(b[2])) || (b[1] - a[1]));
     if (!rows.length) { box.appendChild(el("p", { class: "muted" }, "no calls yet")); return; }
     const max = Math.max(...rows.map((r) => r[1])) || 1;
-    for (const [model, cost] of rows) {
+    for (const [model, cost, s] of rows) {
       const row = el("div", { class: "row", "data-model": model });
       row.appendChild(el("span", { class: "name", title: model }, model));
       const track = el("div", { class: "track" });
@@ -117,7 +128,7 @@
       fill.style.width = (100 * cost / max).toFixed(1) + "%";
       track.appendChild(fill);
       row.appendChild(track);
-      row.appendChild(el("span", { class: "amount" }, fmtCost(cost)));
+      row.appendChild(el("span", { class: "amount" + (isUnpriced(s) ? " unpriced" : "") }, fmtSpend(s)));
       box.appendChild(row);
     }
   }
@@ -129,8 +140,8 @@
       const tr = el("tr", { "data-name": name });
       const cells = [name, fmtInt(s.total_requests), fmtInt(s.failed_requests), fmtPct(s.error_rate),
         fmtMs(s.avg_duration_ms), fmtMs(s.p95_duration_ms), fmtMs(s.avg_time_to_first_chunk_ms),
-        fmtInt(s.total_tokens), fmtCost(s.total_cost), fmtInt(s.cache_hits), fmtInt(s.retries)];
-      for (const c of cells) tr.appendChild(el("td", {}, c));
+        fmtInt(s.total_tokens), fmtSpend(s), fmtInt(s.cache_hits), fmtInt(s.retries)];
+      cells.forEach((c, i) => tr.appendChild(el("td", i === 8 && isUnpriced(s) ? { class: "unpriced" } : {}, c)));
       tbody.appendChild(tr);
     }
   }
@@ -141,10 +152,73 @@
     const entries = Object.entries(data || {});
     $("no-breakers").style.display = entries.length ? "none" : "";
     for (const [name, b] of entries) {
+      const tr = el("tr", { "data-name": name, "data-state": b.state || "" });
+      tr.appendChild(el("td", {}, name));
+      tr.appendChild(el("td", { class: "left" }, b.provider || dash));
+      tr.appendChild(el("td", { class: "left" }, b.model || dash));
+      tr.appendChild(el("td", { class: "left state-" + (b.state || "") }, b.state || dash));
+      for (const k of ["total", "failed", "rejected"]) tr.appendChild(el("td", {}, fmtInt(b[k])));
+      tr.appendChild(el("td", {}, b.state === "open" ? fmtSeconds(b.retry_after) : dash));
+      const f = b.last_failure;
+      const text = f ? f.type + (f.message ? ": " + f.message : "") + " (" + fmtTime(f.at) + ")" : dash;
+      tr.appendChild(el("td", { class: "failure", title: text }, text));
+      tbody.appendChild(tr);
+    }
+  }
+
+  function budgets(data) {
+    const tbody = $("budgets-table").tBodies[0];
+    clear(tbody);
+    const entries = Object.entries(data || {});
+    $("no-budgets").style.display = entries.length ? "none" : "";
+    for (const [name, b] of entries) {
+      const state = b.exceeded ? "exceeded" : b.soft_limit_reached ? "soft" : "ok";
+      const tr = el("tr", { "data-name": name });
+      const forecast = b.forecast == null ? dash
+        : fmtCost(b.forecast) + (b.forecast_percentage == null ? "" : " (" + b.forecast_percentage.toFixed(0) + "%)");
+      const cells = [name, b.scope || dash, b.period || dash, fmtCost(b.spent), fmtCost(b.limit),
+        b.percentage == null ? dash : b.percentage.toFixed(1) + "%", forecast];
+      cells.forEach((c, i) => tr.appendChild(el("td", i < 3 ? { class: "left" } : {}, c)));
+      tr.appendChild(el("td", { class: "budget-" + state }, state === "soft" ? "soft limit" : state));
+      tbody.appendChild(tr);
+    }
+  }
+
+  function spendTable(id, emptyId, byName) {
+    const tbody = $(id).tBodies[0];
+    clear(tbody);
+    const entries = Object.entries(byName || {});
+    $(emptyId).style.display = entries.length ? "none" : "";
+    for (const [name, amount] of entries) {
       const tr = el("tr", { "data-name": name });
       tr.appendChild(el("td", {}, name));
-      tr.appendChild(el("td", { class: "state-" + (b.state || "") }, b.state || dash));
-      for (const k of ["total", "failed", "rejected"]) tr.appendChild(el("td", {}, fmtInt(b[k])));
+      tr.appendChild(el("td", {}, fmtCost(amount)));
+      tbody.appendChild(tr);
+    }
+  }
+
+  function recent(calls) {
+    const table = $("recent-table");
+    const tbody = table.tBodies[0];
+    clear(tbody);
+    const list = calls || [];
+    $("no-recent").style.display = list.length ? "none" : "";
+    const content = list.some((c) => "prompt" in c);
+    table.classList.toggle("no-content", !content);
+    for (const c of list) {
+      const tr = el("tr", { "data-status": c.status });
+      const status = c.status === "ok" ? "ok" : c.status === "cancelled" ? "cancelled" : (c.error_type || "error");
+      const cost = c.cost != null ? fmtCost(c.cost) : c.unpriced ? "unpriced" : dash;
+      const cells = [[fmtTime(c.at)], [c.model || dash, "left"], [c.provider || dash, "left"],
+        [status, "left status-" + c.status], [fmtMs(c.latency_ms)], [fmtInt(c.input_tokens)],
+        [fmtInt(c.output_tokens)], [cost, c.unpriced ? "unpriced" : ""]];
+      for (const [text, cls] of cells) tr.appendChild(el("td", cls ? { class: cls } : {}, text));
+      if (content) {
+        for (const k of ["prompt", "completion"]) {
+          const text = c[k] == null ? dash : c[k];
+          tr.appendChild(el("td", { class: "content left", title: text }, text));
+        }
+      }
       tbody.appendChild(tr);
     }
   }
@@ -177,7 +251,10 @@
     setText("total-tokens", fmtInt(d.total_tokens));
     setText("input-tokens", fmtInt(d.input_tokens));
     setText("output-tokens", fmtInt(d.output_tokens));
-    setText("total-cost", fmtCost(d.total_cost));
+    setText("total-cost", fmtSpend(d));
+    $("total-cost").classList.toggle("unpriced", isUnpriced(d));
+    $("total-cost").classList.toggle("long", $("total-cost").textContent.length > 11);
+    setText("unpriced-note", d.unpriced_requests ? " · " + fmtInt(d.unpriced_requests) + " unpriced calls" : "");
     setText("cache-hit-rate", fmtPct(d.cache_hit_rate));
     setText("cache-hits", fmtInt(d.cache_hits));
     setText("dedup-joins", fmtInt(d.dedup_joins));
@@ -193,7 +270,12 @@
     statsTable("providers-table", d.by_provider || {});
     breakers(d.circuit_breakers);
     errors(d.errors_by_type);
-    setText("updated", "updated " + new Date((d.generated_at || 0) * 1000).toLocaleTimeString("en-GB", { hour12: false }));
+    setText("rejections-note", fmtInt(d.circuit_rejections));
+    budgets(d.budgets);
+    spendTable("users-table", "no-users", (d.spend || {}).by_user);
+    spendTable("projects-table", "no-projects", (d.spend || {}).by_project);
+    recent(d.recent_calls);
+    setText("updated", "updated " + fmtTime(d.generated_at || 0));
     body.dataset.refreshes = String(Number(body.dataset.refreshes || 0) + 1);
   }
 
