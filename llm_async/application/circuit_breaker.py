@@ -6,11 +6,15 @@ States: ``CLOSED`` (calls pass; outcomes are counted), ``OPEN`` (calls are rejec
 
 The breaker opens when, while closed, either
 
-* ``failure_threshold`` counted failures happen in a row (the seed's rule), or
+* ``failure_threshold`` counted failures happen in a row (only calls admitted after the last
+  success extend the streak, so concurrent calls failing together count once), or
 * over the sliding time window (``window`` seconds in ``window_buckets`` buckets) at least
   ``minimum_calls`` calls were recorded and the failure rate reaches ``failure_rate_threshold``,
   or the share of slow calls (slower than ``slow_call_threshold``) reaches
-  ``slow_call_rate_threshold``.
+  ``slow_call_rate_threshold``. The window counts logical calls: the attempts of one call (its
+  retries, which share its ``call`` id) count once, with the latest attempt's outcome.
+
+A rejection chains the failure that opened the breaker (``__cause__``, named in the message).
 
 It stays open for ``timeout · backoff_multiplier^(trips−1)`` seconds (capped at ``max_timeout``,
 then multiplied by a random factor in ``[1 − jitter, 1 + jitter]``), where ``trips`` counts the
@@ -95,7 +99,7 @@ T = TypeVar("T")
 
 
 class CircuitState(str, Enum):
-    """The three states of a breaker; the value is the seed's ``circuit.state`` string."""
+    """The three states of a breaker; the value is the documented ``circuit.state`` string."""
 
     CLOSED = "closed"
     OPEN = "open"
@@ -192,6 +196,23 @@ class CircuitBreakerConfig:
         values.setdefault("max_timeout", max(600.0, values["timeout"]))
         return cls(**values)
 
+    def open_duration(self, trips: int, error: BaseException | None,
+                      rng: random.Random) -> float:
+        """Seconds to stay open after opening for the ``trips``-th time since it was last
+        closed: ``timeout · backoff_multiplier^(trips−1)``, capped, jittered, and at least the
+        tripping ``error``'s ``retry_after`` (when honoured; up to ``max_timeout``)."""
+        try:
+            duration = self.timeout * self.backoff_multiplier ** max(0, trips - 1)
+        except OverflowError:
+            duration = self.max_timeout
+        duration = min(self.max_timeout, duration)
+        if self.jitter:
+            duration *= 1 + rng.uniform(-self.jitter, self.jitter)
+        hint = getattr(error, "retry_after", None) if error is not None else None
+        if self.honor_retry_after and isinstance(hint, int | float) and hint > duration:
+            duration = min(float(hint), self.max_timeout)
+        return duration
+
     def classify(self, error: BaseException) -> bool | None:
         """``True`` failure, ``False`` ignored, ``None`` no outcome (cancelled)."""
         if not isinstance(error, Exception):
@@ -259,6 +280,43 @@ class _Window:
         for slot in self._buckets:
             slot[:] = [-1, 0, 0, 0]
         self._epoch = None
+
+
+class _Adaptive:
+    """Adaptive thresholds (``adaptive=True``): a learnt baseline failure rate ``p`` and the
+    thresholds it implies (see the module docstring)."""
+
+    __slots__ = ("at", "config", "rate")
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self.config = config
+        self.rate = 0.0
+        self.at: float | None = None
+
+    def thresholds(self, total: int) -> tuple[int, float | None]:
+        """(consecutive failures, failure rate) that open the breaker with ``total`` calls in
+        the window."""
+        cfg = self.config
+        k = cfg.failure_threshold
+        rate = cfg.failure_rate_threshold
+        if cfg.adaptive and self.rate > 0:
+            p = min(self.rate, 0.95)
+            n = max(total, 1)
+            needed = math.ceil(math.log(cfg.adaptive_false_trip_target / n) / math.log(p))
+            k = min(4 * cfg.failure_threshold, max(cfg.failure_threshold, needed))
+            if rate is not None:
+                rate = p + (1 - p) * rate
+        return k, rate
+
+    def learn(self, now: float, total: int, failed: int) -> None:
+        """Fold the window's failure rate into the baseline, once per window."""
+        if self.at is not None and now - self.at < self.config.window:
+            return
+        if total < self.config.minimum_calls:
+            return
+        rate = failed / total
+        self.rate = rate if self.at is None else 0.8 * self.rate + 0.2 * rate
+        self.at = now
 
 
 class PermitOwner(Protocol):
@@ -406,8 +464,7 @@ class CircuitBreaker:
         # ``total`` at the last success: only a call admitted after it extends a failure streak.
         self._streak_mark = 0
         self._last_failure: BaseException | None = None
-        self._baseline = 0.0
-        self._baseline_at: float | None = None
+        self._adaptive = _Adaptive(self.config)
         self.total = 0
         self.successful = 0
         self.failed = 0
@@ -691,27 +748,12 @@ class CircuitBreaker:
 
     # -- status -----------------------------------------------------------------------------
 
-    def _thresholds(self, now: float) -> tuple[int, float | None, int]:
-        """(consecutive failures, failure rate, calls in window) that open it right now."""
-        cfg = self.config
-        total, _, _ = self._window.totals(now)
-        k = cfg.failure_threshold
-        rate = cfg.failure_rate_threshold
-        if cfg.adaptive and self._baseline > 0:
-            p = min(self._baseline, 0.95)
-            n = max(total, 1)
-            needed = math.ceil(math.log(cfg.adaptive_false_trip_target / n) / math.log(p))
-            k = min(4 * cfg.failure_threshold, max(cfg.failure_threshold, needed))
-            if rate is not None:
-                rate = p + (1 - p) * rate
-        return k, rate, total
-
     def _should_trip(self, now: float) -> bool:
         cfg = self.config
-        k, rate, _ = self._thresholds(now)
+        total, failed, slow = self._window.totals(now)
+        k, rate = self._adaptive.thresholds(total)
         if self._consecutive >= k:
             return True
-        total, failed, slow = self._window.totals(now)
         if total < cfg.minimum_calls:
             return False
         if rate is not None and failed / total >= rate:
@@ -719,14 +761,8 @@ class CircuitBreaker:
         return cfg.slow_call_threshold is not None and slow / total >= cfg.slow_call_rate_threshold
 
     def _learn(self, now: float) -> None:
-        if self._baseline_at is not None and now - self._baseline_at < self.config.window:
-            return
         total, failed, _ = self._window.totals(now)
-        if total < self.config.minimum_calls:
-            return
-        rate = failed / total
-        self._baseline = rate if self._baseline_at is None else 0.8 * self._baseline + 0.2 * rate
-        self._baseline_at = now
+        self._adaptive.learn(now, total, failed)
 
     def _refresh(self, now: float) -> list[tuple[CircuitState, CircuitState]]:
         if (self._state is CircuitState.OPEN and not self._forced
@@ -734,26 +770,11 @@ class CircuitBreaker:
             return self._to(CircuitState.HALF_OPEN)
         return []
 
-    def _open_duration(self, error: BaseException | None) -> float:
-        cfg = self.config
-        exponent = max(0, self._trips - 1)
-        try:
-            duration = cfg.timeout * cfg.backoff_multiplier ** exponent
-        except OverflowError:
-            duration = cfg.max_timeout
-        duration = min(cfg.max_timeout, duration)
-        if cfg.jitter:
-            duration *= 1 + self.rng.uniform(-cfg.jitter, cfg.jitter)
-        hint = getattr(error, "retry_after", None) if error is not None else None
-        if cfg.honor_retry_after and isinstance(hint, int | float) and hint > duration:
-            duration = min(float(hint), cfg.max_timeout)
-        return duration
-
     def _trip(self, now: float, error: BaseException | None) -> list[
             tuple[CircuitState, CircuitState]]:
         self._trips += 1
         self.opened += 1
-        self._opened_until = now + self._open_duration(error)
+        self._opened_until = now + self.config.open_duration(self._trips, error, self.rng)
         self._last_failure = None if error is None else detached(error)
         return self._to(CircuitState.OPEN)
 
@@ -788,7 +809,7 @@ class CircuitBreaker:
             now = self.clock.now()
             events = self._refresh(now)
             total, failed, slow = self._window.totals(now)
-            k, rate, _ = self._thresholds(now)
+            k, rate = self._adaptive.thresholds(total)
             open_ = self._state is CircuitState.OPEN
             data: dict[str, Any] = {
                 "name": self.name,
@@ -802,7 +823,7 @@ class CircuitBreaker:
                 "slow_call_rate": (slow / total) if total >= self.config.minimum_calls else None,
                 "failure_threshold": k,
                 "failure_rate_threshold": rate,
-                "baseline_failure_rate": self._baseline if self.config.adaptive else None,
+                "baseline_failure_rate": self._adaptive.rate if self.config.adaptive else None,
                 "trips": self._trips,
                 "opened_until": self._opened_until if open_ else None,
                 "retry_after": (max(0.0, self._opened_until - now)
@@ -819,7 +840,7 @@ class CircuitBreaker:
         return data
 
     def metrics(self) -> dict[str, Any]:
-        """The seed's metric names: ``circuit.state`` and ``circuit.requests.*``."""
+        """The documented metric names: ``circuit.state`` and ``circuit.requests.*``."""
         state = self.state
         return {
             "circuit.state": state.value,
@@ -1050,7 +1071,7 @@ class CircuitBreakerLayer(Layer):
         return {"state": worst, "breakers": statuses}
 
     def metrics(self) -> dict[str, Any]:
-        """The seed's ``circuit.*`` metrics summed over this layer's breakers, and per breaker."""
+        """The documented ``circuit.*`` metrics summed over this layer's breakers, and per breaker."""
         per = {name: b.metrics() for name, b in self.breakers.items()}
         totals: dict[str, Any] = {"circuit.state": self.status()["state"]}
         for values in per.values():

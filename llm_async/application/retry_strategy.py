@@ -483,7 +483,7 @@ class RetryBudget:
 
 
 class RetryMetrics:
-    """Counters of a retry loop (thread-safe), with the seed's metric names.
+    """Counters of a retry loop (thread-safe), with the documented metric names.
 
     ``retry.attempts``: retries made (attempts after the first); ``retry.successful``: calls
     that succeeded after at least one retry; ``retry.failed``: calls that failed after at least
@@ -528,7 +528,7 @@ class RetryMetrics:
             self.delay = 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        """The seed's ``retry.*`` names plus friendly aliases and extra counters."""
+        """The documented ``retry.*`` names plus friendly aliases and extra counters."""
         with self._lock:
             return {
                 "retry.attempts": self.attempts,
