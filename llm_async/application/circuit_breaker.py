@@ -1071,7 +1071,7 @@ class CircuitBreakerLayer(Layer):
         return {"state": worst, "breakers": statuses}
 
     def metrics(self) -> dict[str, Any]:
-        """The documented ``circuit.*`` metrics summed over this layer's breakers, and per breaker."""
+        """The ``circuit.*`` metrics summed over this layer's breakers, and per breaker."""
         per = {name: b.metrics() for name, b in self.breakers.items()}
         totals: dict[str, Any] = {"circuit.state": self.status()["state"]}
         for values in per.values():
