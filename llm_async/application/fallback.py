@@ -101,6 +101,22 @@ class FallbackLayer(Layer):
                   from_provider=current.provider, to_provider=nxt.provider,
                   reason=_reason(error), error=type(error).__name__)
 
+    def _failed(self, chain: list[ChatRequest], index: int, errors: list[tuple[str, LLMError]],
+                error: LLMError, ctx: CallContext) -> None:
+        """``chain[index]`` failed with ``error`` (before any chunk): report the move to the
+        next model and return, or raise — ``error`` itself when it is no reason to move on or
+        the chain has a single model, else :class:`~llm_async.errors.FallbackExhaustedError`
+        chaining it. Chat and stream share this decision."""
+        if not self.should_fallback(error):
+            raise error
+        errors.append((self._label(chain[index]), error))
+        if index + 1 < len(chain):
+            self._move(chain[index], chain[index + 1], error, ctx)
+            return
+        if len(chain) == 1:
+            raise error
+        raise self._exhausted(errors) from error
+
     def _exhausted(self, errors: list[tuple[str, LLMError]]) -> FallbackExhaustedError:
         names = ", ".join(model for model, _ in errors)
         last = errors[-1][1]
@@ -122,14 +138,7 @@ class FallbackLayer(Layer):
             try:
                 response = await self.inner.chat(attempt, ctx)
             except LLMError as exc:
-                if not self.should_fallback(exc):
-                    raise
-                errors.append((self._label(attempt), exc))
-                if index + 1 >= len(chain):
-                    if len(chain) == 1:
-                        raise
-                    raise self._exhausted(errors) from exc
-                self._move(attempt, chain[index + 1], exc, ctx)
+                self._failed(chain, index, errors, exc, ctx)
                 continue
             if index:
                 response.requested_model = request.model
@@ -158,14 +167,9 @@ class FallbackLayer(Layer):
                         yield chunk
                 return
             except LLMError as exc:
-                if committed or not self.should_fallback(exc):
+                if committed:
                     raise
-                errors.append((self._label(attempt), exc))
-                if index + 1 >= len(chain):
-                    if len(chain) == 1:
-                        raise
-                    raise self._exhausted(errors) from exc
-                self._move(attempt, chain[index + 1], exc, ctx)
+                self._failed(chain, index, errors, exc, ctx)
 
     def __repr__(self) -> str:
         return f"FallbackLayer(models={list(self.models)}, inner={type(self.inner).__name__})"
