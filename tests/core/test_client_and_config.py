@@ -103,7 +103,7 @@ async def test_mock_transport_scripting() -> None:
 
 async def test_seed_style_transport_call() -> None:
     transport = MockLLMTransport(default_response="Test response")
-    response = await transport.chat_completion(
+    response = await transport.achat_completion(
         messages=[{"role": "user", "content": "Hello"}], model="mock-model")
     assert response.text == "Test response"
 

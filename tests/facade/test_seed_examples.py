@@ -3,7 +3,7 @@ methods its dashboard example reads, checked against real activity."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -297,3 +297,381 @@ def test_settings_choose_the_provider_without_llm_provider() -> None:
                              ).effective_provider == "openai"
     assert Settings.from_env({"OPENROUTER_API_KEY": "k", "LLM_FORCE_MOCK": "1"}
                              ).effective_provider == "mock"
+
+
+# -- every example of the architecture document, in its order ---------------------------------
+
+#: The document's Python examples, verbatim but for ``app.ai`` -> ``llm_async``, in its order.
+#: (Its "Before" example imports the old ``app.services.llm_client``, which is not this library.)
+DOCUMENT_EXAMPLES: list[tuple[str, str]] = [
+    ('Facade Pattern', """\
+from llm_async.facade import get_llm_client_service
+
+client = get_llm_client_service()
+response = client.invoke_chat(
+    model="gpt-4",
+    messages=[{"role": "user", "content": "Hello"}]
+)
+"""),
+    ('Strategy Pattern', """\
+from llm_async.application.retry_strategy import (
+    ExponentialBackoffRetry,
+    LinearBackoffRetry,
+    FibonacciBackoffRetry,
+    AdaptiveRetry,
+)
+
+# Use adaptive retry that learns from errors
+strategy = AdaptiveRetry()
+"""),
+    ('Circuit Breaker Pattern', """\
+from llm_async.application.circuit_breaker import CircuitBreaker
+
+breaker = CircuitBreaker("llm_service")
+result = breaker.call(lambda: expensive_operation())
+"""),
+    ('1. Circuit Breaker, Usage', """\
+from llm_async.application.circuit_breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+)
+
+config = CircuitBreakerConfig(
+    failure_threshold=5,
+    success_threshold=2,
+    timeout=60.0,
+)
+
+breaker = CircuitBreaker("my_service", config)
+
+try:
+    result = breaker.call(my_function, arg1, arg2)
+except CircuitBreakerOpenError:
+    # Handle circuit open
+    pass
+"""),
+    ('2. Cost Management, Usage', """\
+from llm_async.application.cost_manager import (
+    get_cost_manager,
+    BudgetConfig,
+    BudgetPeriod,
+)
+
+manager = get_cost_manager()
+
+# Set budget
+manager.set_budget(
+    "daily_budget",
+    BudgetConfig(limit=100.0, period=BudgetPeriod.DAILY)
+)
+
+# Track usage
+record = manager.track_usage(
+    model="gpt-4",
+    input_tokens=1000,
+    output_tokens=500,
+    user_id="user123",
+)
+
+# Get metrics
+metrics = manager.get_metrics()
+print(f"Total cost: ${metrics.total_cost:.2f}")
+
+# Get recommendations
+recommendations = manager.get_optimization_recommendations()
+"""),
+    ('3. Retry Strategy, Usage', """\
+from llm_async.application.retry_strategy import (
+    ExponentialBackoffRetry,
+    RetryConfig,
+    RetryExecutor,
+)
+
+config = RetryConfig(
+    max_attempts=5,
+    base_delay=1.0,
+    exponential_base=2.0,
+)
+
+strategy = ExponentialBackoffRetry(config)
+executor = RetryExecutor(strategy)
+
+result = executor.execute(my_function, arg1, arg2)
+"""),
+    ('4. Observability, Usage', """\
+from llm_async.observability import get_observability
+
+obs = get_observability()
+
+# Start tracing
+span = obs.trace_operation("llm_call", model="gpt-4")
+
+try:
+    result = perform_operation()
+    obs.finish_operation(span, status="success")
+except Exception as e:
+    obs.finish_operation(span, status="error", error=str(e))
+    raise
+
+# Get metrics
+dashboard = obs.get_dashboard_data()
+"""),
+    ('5. Performance Optimization, Usage', """\
+from llm_async.optimization import (
+    get_cache,
+    PromptOptimizer,
+    get_deduplicator,
+)
+
+# Caching
+cache = get_cache()
+cached_response = cache.get(request_key)
+if not cached_response:
+    response = call_llm()
+    cache.set(request_key, response, ttl=3600)
+
+# Prompt optimization
+optimizer = PromptOptimizer()
+optimized = optimizer.optimize(
+    text=long_prompt,
+    max_tokens=1000,
+    remove_redundancy=True,
+)
+
+# Deduplication
+dedup = get_deduplicator()
+result = dedup.deduplicate(
+    key=request_hash,
+    executor=lambda: expensive_call()
+)
+"""),
+    ('Transports: OpenRouter', """\
+from llm_async.infrastructure.transports import OpenRouterTransport
+
+transport = OpenRouterTransport(client)
+response = transport.chat_completion(
+    messages=[{"role": "user", "content": "Hello"}],
+    model="openai/gpt-4",
+)
+"""),
+    ('Transports: OpenAI', """\
+from llm_async.infrastructure.transports.openai_transport import OpenAITransport
+
+transport = OpenAITransport(api_key="sk-...")
+response = transport.chat_completion(
+    messages=[{"role": "user", "content": "Hello"}],
+    model="gpt-4",
+)
+"""),
+    ('Transports: Anthropic', """\
+from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
+
+transport = AnthropicTransport(api_key="sk-ant-...")
+response = transport.chat_completion(
+    messages=[{"role": "user", "content": "Hello"}],
+    model="claude-3-opus-20240229",
+)
+"""),
+    ('Transports: Mock', """\
+from llm_async.infrastructure.transports import MockLLMTransport
+
+transport = MockLLMTransport(default_response="Test response")
+response = transport.chat_completion(
+    messages=[{"role": "user", "content": "Hello"}],
+    model="mock-model",
+)
+"""),
+    ('Programmatic Configuration', """\
+from llm_async.facade import LLMClientService
+from llm_async.application.circuit_breaker import CircuitBreakerConfig
+from llm_async.application.retry_strategy import RetryConfig
+
+client = LLMClientService(
+    provider="openai",
+    circuit_breaker_config=CircuitBreakerConfig(
+        failure_threshold=5,
+        timeout=60.0,
+    ),
+    retry_config=RetryConfig(
+        max_attempts=5,
+        base_delay=1.0,
+    ),
+)
+"""),
+    ('Mock Testing', """\
+from llm_async.infrastructure.transports import MockLLMTransport
+
+transport = MockLLMTransport("Mock response")
+# Use in tests
+"""),
+    ('Dashboard Example', """\
+from llm_async.facade import get_llm_client_service
+
+client = get_llm_client_service()
+
+# Get all metrics
+cost_metrics = client.get_cost_metrics()
+circuit_status = client.get_circuit_breaker_status()
+retry_metrics = client.get_retry_metrics()
+
+print(f"Total cost: ${cost_metrics['total_cost']:.2f}")
+print(f"Circuit state: {circuit_status['state']}")
+print(f"Retry success rate: {retry_metrics['successful_retries']}")
+"""),
+    ('Best Practices 1: Always Use Circuit Breaker', """\
+breaker = get_circuit_breaker("external_service")
+result = breaker.call(external_api_call)
+"""),
+    ('Best Practices 2: Set Appropriate Budgets', """\
+manager = get_cost_manager()
+manager.set_budget("daily", BudgetConfig(limit=100.0, period=BudgetPeriod.DAILY))
+"""),
+    ('Best Practices 3: Use Adaptive Retry', """\
+strategy = AdaptiveRetry()
+executor = RetryExecutor(strategy)
+"""),
+    ('Best Practices 4: Enable Caching', """\
+cache = get_cache()
+response = cache.get(key) or call_llm_and_cache(key)
+"""),
+    ('Best Practices 5: Monitor Metrics', """\
+recommendations = cost_manager.get_optimization_recommendations()
+for rec in recommendations:
+    print(rec)
+"""),
+    ('Migration Guide, After', """\
+from llm_async.facade import invoke_chat
+
+response = invoke_chat(
+    model="gpt-4",
+    messages=[{"role": "user", "content": "Hello"}],
+)
+"""),
+    ('Troubleshooting: Circuit Breaker Stuck Open', """\
+# Manually reset
+breaker.reset()
+
+# Or adjust thresholds
+config = CircuitBreakerConfig(failure_threshold=10)
+"""),
+    ('Troubleshooting: Budget Exceeded', """\
+# Check status
+status = manager.get_budget_status("daily")
+print(f"Usage: {status['percentage']}%")
+
+# Increase limit
+manager.set_budget("daily", BudgetConfig(limit=200.0))
+"""),
+    ('Troubleshooting: High Latency', """\
+# Enable caching
+cache = get_cache()
+
+# Use prompt optimization
+optimizer = PromptOptimizer()
+optimized = optimizer.optimize(prompt, max_tokens=1000)
+
+# Check metrics
+metrics = obs.get_dashboard_data()
+print(f"Avg duration: {metrics['avg_duration_ms']}ms")
+"""),
+]
+
+#: What the examples use without defining it, defined the way an application would have it.
+UNDEFINED = """\
+from llm_async.application.circuit_breaker import get_circuit_breaker
+from llm_async.application.cost_manager import get_cost_manager
+
+def my_function(a, b):
+    return a + b
+
+arg1, arg2 = 20, 22
+
+def expensive_operation():
+    return "expensive result"
+
+def perform_operation():
+    return "operation result"
+
+def call_llm():
+    return "a fresh answer"
+
+def expensive_call():
+    return "computed once"
+
+def external_api_call():
+    return {"status": "ok"}
+
+def call_llm_and_cache(key):
+    get_cache().set(key, "a fresh answer", ttl=60)
+    return "a fresh answer"
+
+request_key = request_hash = key = "a request fingerprint"
+long_prompt = prompt = "Please, please summarise the following report carefully. " * 40
+cost_manager = get_cost_manager()
+"""
+
+
+async def _new_session() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession()
+
+
+def test_every_example_of_the_document_runs_as_written(
+        threaded_server: ThreadedServer, mock_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from anyio.from_thread import start_blocking_portal
+
+    from llm_async.optimization import get_cache
+
+    assert len(DOCUMENT_EXAMPLES) == 24
+    # The facade runs on the mock provider (LLM_FORCE_MOCK=1); the transports the examples build
+    # themselves talk HTTP to the embedded server, found through the base-URL variables.
+    _point_at(threaded_server, mock_env)
+    mock_env.setenv("OPENROUTER_API_KEY", KEY)  # the OpenRouter example passes no key
+    get_cache().clear()
+    namespace: dict[str, Any] = {"__name__": "document_examples", "get_cache": get_cache}
+    exec(compile(UNDEFINED, "<undefined names>", "exec"), namespace)
+    after: dict[str, dict[str, Any]] = {}
+    transports: list[Any] = []
+    with start_blocking_portal() as portal:
+        # The OpenRouter example passes "client": an aiohttp session, here on an event loop
+        # that an application runs in a thread of its own.
+        session = portal.call(_new_session)
+        try:
+            for title, source in DOCUMENT_EXAMPLES:
+                if title == "Transports: OpenRouter":
+                    namespace["client"] = session
+                exec(compile(source, f"<{title}>", "exec"), namespace)
+                after[title] = dict(namespace)
+                if title.startswith(("Transports", "Mock Testing")):
+                    transports.append(namespace["transport"])
+            for transport in transports:
+                transport.close()
+            assert not session.closed  # the application's session stays the application's
+        finally:
+            portal.call(session.close)
+
+    def seen(title: str, name: str) -> Any:
+        return after[title][name]
+
+    assert seen("Facade Pattern", "response").text == "This is a mock response."
+    assert seen("Circuit Breaker Pattern", "result") == "expensive result"
+    assert seen("1. Circuit Breaker, Usage", "result") == 42
+    assert seen("2. Cost Management, Usage", "record").cost > 0
+    assert seen("3. Retry Strategy, Usage", "result") == 42
+    for title, provider in [("Transports: OpenRouter", "openrouter"),
+                            ("Transports: OpenAI", "openai"),
+                            ("Transports: Anthropic", "anthropic")]:
+        response = seen(title, "response")
+        assert (response.provider, bool(response.text)) == (provider, True), title
+    assert threaded_server.stats()["requests"] == 3  # one HTTP call per transport example
+    assert seen("Transports: Mock", "response").text == "Test response"
+    assert seen("Mock Testing", "transport").default_response == "Mock response"
+    assert seen("Best Practices 1: Always Use Circuit Breaker", "result") == {"status": "ok"}
+    assert seen("Best Practices 4: Enable Caching", "response") == "a fresh answer"
+    assert seen("Migration Guide, After", "response").text == "This is a mock response."
+    printed = capsys.readouterr().out.splitlines()
+    for prefix in ("Total cost: $", "Circuit state: closed", "Retry success rate: 0", "Usage: ",
+                   "Avg duration: "):
+        assert any(line.startswith(prefix) for line in printed), (prefix, printed)

@@ -102,9 +102,9 @@ async def test_attribution_headers_from_the_environment(mocked: aioresponses,
     mocked.post(API, payload=completion())
     mocked.post(API, payload=completion())
     async with OpenRouterTransport(KEY) as t:
-        await t.chat_completion(messages=[{"role": "user", "content": "hi"}], model="openai/gpt-4")
+        await t.achat_completion(messages=[{"role": "user", "content": "hi"}], model="openai/gpt-4")
     async with OpenRouterTransport(KEY, site_url="", app_name="") as t:  # explicit "" opts out
-        await t.chat_completion(messages=[{"role": "user", "content": "hi"}], model="openai/gpt-4")
+        await t.achat_completion(messages=[{"role": "user", "content": "hi"}], model="openai/gpt-4")
     first, second = sent(mocked, 0)[1], sent(mocked, 1)[1]
     assert (first["HTTP-Referer"], first["X-Title"]) == ("https://env.example", "Env App")
     assert "HTTP-Referer" not in second and "X-Title" not in second
@@ -271,7 +271,7 @@ async def test_openai_documented_request(mocked: aioresponses) -> None:
     url = "https://api.openai.com/v1/chat/completions"
     mocked.post(url, payload={**completion(), "model": "gpt-4o"})
     async with OpenAITransport("sk-openai-wire-key") as t:
-        await t.chat_completion(model="gpt-4o", temperature=0.2, tools=[{
+        await t.achat_completion(model="gpt-4o", temperature=0.2, tools=[{
             "type": "function", "function": {
                 "name": "get_current_weather", "description": "Get the current weather",
                 "parameters": {"type": "object", "properties": {"location": {"type": "string"}},

@@ -44,6 +44,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import aiohttp
+
 from ... import _json
 from ...errors import InvalidRequestError, LLMError, ProtocolError, error_from_response
 from ...structured import OutputSchema, output_schema
@@ -315,7 +317,8 @@ class AnthropicTransport(HTTPTransport):
     env_base_url: ClassVar[str] = "ANTHROPIC_BASE_URL"
     request_id_headers: ClassVar[tuple[str, ...]] = ("request-id", "x-request-id")
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, *,
                  default_max_tokens: int = DEFAULT_MAX_TOKENS,
                  anthropic_version: str = ANTHROPIC_VERSION,
                  beta: list[str] | tuple[str, ...] | None = None,

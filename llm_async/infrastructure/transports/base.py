@@ -11,6 +11,7 @@ path of a stream (end, error, ``break``, cancellation).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -32,6 +33,7 @@ from ...errors import (
 )
 from ...types import ChatChunk, ChatRequest, ChatResponse, Timeout, build_request
 from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from ._sync import run_blocking, session_loop
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -73,10 +75,13 @@ class HTTPTransport:
     default_base_url: ClassVar[str] = ""
     #: Response headers that carry the provider's request id, in order of preference.
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
+    #: The environment variables an unset API key and base URL come from ("" for none).
+    env_api_key: ClassVar[str] = ""
+    env_base_url: ClassVar[str] = ""
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | aiohttp.ClientSession | None = None,
         base_url: str | None = None,
         *,
         timeout: float | Timeout | None = None,
@@ -88,6 +93,19 @@ class HTTPTransport:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if isinstance(api_key, aiohttp.ClientSession):  # Transport(session), key from the env
+            if session is not None:
+                raise TypeError(f"{type(self).__name__}() got two aiohttp sessions")
+            api_key, session = None, api_key
+        if api_key is None and self.env_api_key:
+            api_key = os.environ.get(self.env_api_key)
+        if api_key is not None and not isinstance(api_key, str):
+            raise TypeError(
+                f"{type(self).__name__}() takes an API key (str) or an aiohttp.ClientSession as "
+                f"its first argument, got {type(api_key).__name__}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(f"session must be an aiohttp.ClientSession, got "
+                            f"{type(session).__name__}")
         self._api_key = api_key
         register_secret(api_key)
         self.base_url = (base_url or self.default_base_url).rstrip("/")
@@ -169,14 +187,46 @@ class HTTPTransport:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    # -- the seed's convenience call -------------------------------------------------------
+    # -- one call by messages and model: blocking, and awaitable -------------------------------
 
-    async def chat_completion(
-        self, messages: list[Any], model: str, **params: Any
-    ) -> ChatResponse:
-        """``await transport.chat_completion(messages=[...], model=...)``, as in the seed."""
+    def chat_completion(self, messages: list[Any], model: str, **params: Any) -> ChatResponse:
+        """A blocking call for synchronous code: ``transport.chat_completion(messages=[...],
+        model=...)``. It runs on the loop of the session given to the transport when that loop
+        runs in another thread, else on a process-wide background loop (see
+        :mod:`~llm_async.infrastructure.transports._sync`). Async code awaits
+        :meth:`achat_completion` instead."""
+        return run_blocking(self.achat_completion(messages, model, **params),
+                            loop=self._blocking_loop(),
+                            awaitable=f"{type(self).__name__}.achat_completion")
+
+    async def achat_completion(self, messages: list[Any], model: str,
+                               **params: Any) -> ChatResponse:
+        """``await transport.achat_completion(messages=[...], model=...)``: one call, no layers."""
         return await self.chat(build_request(model=model, messages=messages, **params),
                                CallContext())
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code (a transport used with :meth:`chat_completion`)."""
+        session = self._session
+        if session is None or session.closed or not self._owns_session:
+            self._session = None
+            return
+        loop = session_loop(session)
+        if loop is None or loop.is_closed() or not loop.is_running():
+            self._session = None  # its loop is gone; nothing can run its close any more
+            return
+        run_blocking(self.aclose(), loop=loop, awaitable=f"{type(self).__name__}.aclose")
+
+    def _blocking_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop a blocking call runs on: the session's, else ``None`` (the shared one)."""
+        session = self._session
+        if session is None or session.closed:
+            return None
+        loop = session_loop(session)
+        if self._owns_session and (loop is None or loop.is_closed() or not loop.is_running()):
+            self._session = None  # our own session of a loop that has ended: start afresh
+            return None
+        return loop
 
     # -- the handler ----------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ...types import (
     Usage,
     build_request,
 )
+from ._sync import run_blocking
 
 __all__ = ["MockLLMTransport", "MockReply"]
 
@@ -82,9 +83,15 @@ class MockLLMTransport:
     def call_count(self) -> int:
         return len(self.requests)
 
-    async def chat_completion(self, messages: list[Any], model: str,
-                              **params: Any) -> ChatResponse:
-        """``await transport.chat_completion(messages=[...], model=...)``, as in the seed."""
+    def chat_completion(self, messages: list[Any], model: str, **params: Any) -> ChatResponse:
+        """A blocking call for synchronous code, on a background event loop (see
+        :class:`~llm_async.HTTPTransport`); async code awaits :meth:`achat_completion`."""
+        return run_blocking(self.achat_completion(messages, model, **params),
+                            awaitable=f"{type(self).__name__}.achat_completion")
+
+    async def achat_completion(self, messages: list[Any], model: str,
+                               **params: Any) -> ChatResponse:
+        """``await transport.achat_completion(messages=[...], model=...)``: one call."""
         return await self.chat(build_request(model=model, messages=messages, **params),
                                CallContext())
 
@@ -176,6 +183,10 @@ class MockLLMTransport:
         yield ChatChunk(usage=usage, id=rid, model=model)
 
     async def aclose(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code."""
         self.closed = True
 
     def __repr__(self) -> str:

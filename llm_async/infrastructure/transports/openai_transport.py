@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import aiohttp
 from pydantic import BaseModel
 
 from ... import _json
@@ -336,7 +337,8 @@ class OpenAITransport(HTTPTransport):
     env_api_key: ClassVar[str] = "OPENAI_API_KEY"
     env_base_url: ClassVar[str] = "OPENAI_BASE_URL"
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, *,
                  max_tokens_field: str | None = None, organization: str | None = None,
                  **kwargs: Any) -> None:
         if api_key is None:

@@ -23,6 +23,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import aiohttp
+
 from ...errors import InvalidRequestError, LLMError
 from ...types import ChatChunk, ChatRequest, ChatResponse, Message, ReasoningPart
 from .openai_transport import OpenAITransport, _OpenAIStreamParser
@@ -59,7 +61,8 @@ class OpenRouterTransport(OpenAITransport):
     env_base_url: ClassVar[str] = "OPENROUTER_BASE_URL"
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-generation-id", "x-request-id")
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, *,
                  site_url: str | None = None, app_name: str | None = None,
                  routing: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(api_key, base_url, **kwargs)
