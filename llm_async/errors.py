@@ -106,7 +106,7 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """Replace every API key (registered or key-shaped) in ``text`` with ``***``."""
-    for secret in _known_secrets:
+    for secret in sorted(_known_secrets, key=len, reverse=True):  # a key before its prefixes
         if secret in text:
             text = text.replace(secret, "***")
     return _SECRET_RE.sub("***", text)
