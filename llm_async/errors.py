@@ -9,7 +9,8 @@
     │   └── APITimeoutError                  connect / first chunk / idle / total timeout
     ├── APIStatusError                       the provider answered with an error status
     │   ├── BadRequestError           400
-    │   │   └── ContextLengthExceededError   the prompt does not fit the model
+    │   │   ├── ContextLengthExceededError   the prompt does not fit the model
+    │   │   └── ContentFilterError           the provider's content filter refused the prompt
     │   ├── AuthenticationError       401
     │   ├── InsufficientCreditsError  402    (OpenRouter credits)
     │   ├── PermissionDeniedError     403
@@ -62,6 +63,7 @@ __all__ = [
     "CircuitBreakerOpenError",
     "ConfigurationError",
     "ConflictError",
+    "ContentFilterError",
     "ContextLengthExceededError",
     "ErrorKind",
     "FallbackExhaustedError",
@@ -334,6 +336,23 @@ class ContextLengthExceededError(BadRequestError):
     kind = ErrorKind.CONTEXT_LENGTH
 
 
+class ContentFilterError(BadRequestError):
+    """The provider's content filter refused the request (Azure OpenAI ``content_filter``).
+
+    ``filter_results`` holds the filter's verdict per category as the provider sent it
+    (``{"violence": {"filtered": true, "severity": "medium"}, ...}``; empty when it sent none).
+    Sending the same prompt again gives the same answer, so it is not retryable.
+    """
+
+    @property
+    def filter_results(self) -> dict[str, Any]:
+        """The provider's per-category verdict, from the error body."""
+        error = self.body.get("error") if isinstance(self.body, Mapping) else None
+        inner = error.get("innererror") if isinstance(error, Mapping) else None
+        results = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
+        return dict(results) if isinstance(results, Mapping) else {}
+
+
 class AuthenticationError(APIStatusError):
     """401: the API key is missing or invalid."""
 
@@ -588,6 +607,7 @@ STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
 _TYPE_ERRORS: Mapping[str, type[APIStatusError]] = {
     "context_length_exceeded": ContextLengthExceededError,
     "string_above_max_length": ContextLengthExceededError,
+    "content_filter": ContentFilterError,
     "insufficient_quota": QuotaExceededError,
     "enforced_spend_limit_reached": QuotaExceededError,
     "billing_error": QuotaExceededError,

@@ -92,6 +92,11 @@ class Dialect(ABC):
     def malformed_event(self, ctx: ResponseContext, reply: Reply) -> bytes:
         """A stream event whose data is truncated, unparsable JSON."""
 
+    def error_headers(self, status: int, info: ErrorInfo) -> dict[str, str]:
+        """Headers that come with an error answer (none by default; AWS names the exception in
+        one)."""
+        return {}
+
     def rate_limit_headers(self, snapshot: RateLimitSnapshot) -> dict[str, str]:
         """Rate-limit response headers for ``snapshot`` (none by default)."""
         return {}

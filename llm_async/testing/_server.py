@@ -193,6 +193,25 @@ class MockProviderServer:
         return self.url + "/api/v1"
 
     @property
+    def azure_endpoint(self) -> str:
+        """Azure OpenAI endpoint (``url``); clients POST
+        ``{azure_endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`` or
+        ``{azure_endpoint}/openai/v1/chat/completions``."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """Gemini base URL (``url + "/v1beta"``); clients POST
+        ``{gemini_base_url}/models/{model}:generateContent``."""
+        return self.url + "/v1beta"
+
+    @property
+    def bedrock_base_url(self) -> str:
+        """Bedrock Runtime endpoint (``url``); clients POST
+        ``{bedrock_base_url}/model/{modelId}/converse``."""
+        return self.url
+
+    @property
     def require_api_key(self) -> str | None:
         """The API key every request must present (``None``: any or none)."""
         return self._state.require_api_key
@@ -386,6 +405,8 @@ class MockProviderServer:
         fault: Fault | None = None,
     ) -> web.Response:
         headers = self._headers(dialect, ctx, _JSON, 0, fault)
+        for name, value in dialect.error_headers(status, info).items():
+            headers.setdefault(name, value)
         body = dumps(dialect.error_payload(status, info, param)).encode()
         return web.Response(body=body, status=status, headers=headers)
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -348,6 +349,8 @@ class Route:
 
     model: str | None
     stream: bool
+    #: Facts of the URL a dialect needs when it parses the body (query values, path parts).
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

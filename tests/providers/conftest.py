@@ -1,9 +1,10 @@
 """The conformance harness: one object per provider that knows how to script that provider.
 
-The same test body runs against OpenAI, Anthropic and OpenRouter (real HTTP to the embedded
-server, each in its own dialect) and the in-process mock transport. A harness hides the only
-things that differ: which model id to use, how to make the backend answer a given text, fail
-with a status, break a stream, and how to count requests and connections.
+The same test body runs against OpenAI, Anthropic, OpenRouter, Azure OpenAI, Gemini and Bedrock
+(real HTTP to the embedded server, each in its own dialect) and the in-process mock transport.
+A harness hides the only things that differ: which model id to use, how to make the backend
+answer a given text, fail with a status, break a stream, and how to count requests and
+connections.
 """
 
 from __future__ import annotations
@@ -16,23 +17,34 @@ import pytest
 from llm_async import AsyncLLMClient
 from llm_async.errors import APIConnectionError, error_from_response
 from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
+from llm_async.infrastructure.transports.azure_transport import AzureOpenAITransport
 from llm_async.infrastructure.transports.base import HTTPTransport
+from llm_async.infrastructure.transports.bedrock_transport import BedrockTransport
+from llm_async.infrastructure.transports.gemini_transport import GeminiTransport
 from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply, tool_call
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 from llm_async.infrastructure.transports.openrouter_transport import OpenRouterTransport
 from llm_async.testing import Fault, MockProviderServer
 
-PROVIDERS = ("openai", "anthropic", "openrouter", "mock")
-HTTP_PROVIDERS = ("openai", "anthropic", "openrouter")
+PROVIDERS = ("openai", "anthropic", "openrouter", "mock", "azure", "gemini", "bedrock")
+HTTP_PROVIDERS = ("openai", "anthropic", "openrouter", "azure", "gemini", "bedrock")
+#: Providers that stream a tool call's arguments whole, in one fragment.
+WHOLE_TOOL_CALLS = ("gemini",)
 
 MODELS = {
     "openai": "gpt-4o-mini",
     "anthropic": "claude-3-5-haiku-latest",
     "openrouter": "openai/gpt-4o-mini",
     "mock": "mock-model",
+    "azure": "gpt-4o-mini",
+    "gemini": "gemini-2.5-flash",
+    "bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0",
 }
 
 API_KEY = "sk-test-conformance-key"
+#: SigV4 credentials for the Bedrock harness (the embedded server reads the key id).
+AWS_KEY_ID = "AKIDCONFORMANCE"
+AWS_SECRET = "conformance-secret-access-key"
 
 WEATHER_TOOL = {
     "type": "function",
@@ -59,6 +71,17 @@ def make_transport(name: str, server: MockProviderServer | None) -> Any:
     if name == "openrouter":
         assert server is not None
         return OpenRouterTransport(API_KEY, server.openrouter_base_url, app_name="conformance")
+    if name == "azure":
+        assert server is not None
+        return AzureOpenAITransport(API_KEY, endpoint=server.azure_endpoint,
+                                    api_version="2024-10-21")
+    if name == "gemini":
+        assert server is not None
+        return GeminiTransport(API_KEY, server.gemini_base_url)
+    if name == "bedrock":
+        assert server is not None
+        return BedrockTransport(base_url=server.bedrock_base_url, region="us-east-1",
+                                aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
     return MockLLMTransport()
 
 
@@ -77,6 +100,11 @@ class Harness:
     @property
     def is_http(self) -> bool:
         return self.server is not None
+
+    @property
+    def streams_tool_arguments(self) -> bool:
+        """Whether the provider streams a tool call's arguments in pieces."""
+        return self.name not in WHOLE_TOOL_CALLS
 
     @property
     def mock(self) -> MockLLMTransport:

@@ -2,7 +2,11 @@
 
 A provider subclass supplies four things: the URL and headers of a call, the JSON payload
 (``build_payload``), the parse of a unary answer (``parse_response``) and a stateful parser that
-turns SSE events into chunks (``stream_parser``). Everything else lives here once: the shared
+turns stream events into chunks (``stream_parser``). Two optional hooks cover providers whose
+credentials depend on the request or are fetched asynchronously (``sign``, enabled by
+``signs_requests``: SigV4, token providers) and whose streams are not SSE
+(``stream_decoder``: a binary event framing decoded into the same :class:`SSEEvent` tuples).
+Everything else lives here once: the shared
 ``aiohttp.ClientSession`` and its tuned connector, the four timeouts, the response-size cap, the
 mapping of every foreign error to :mod:`llm_async.errors`, and connection release on every exit
 path of a stream (end, error, ``break``, cancellation).
@@ -40,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout
 
-__all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamParser"]
+__all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamDecoder", "StreamParser"]
 
 DEFAULT_TIMEOUT = Timeout()
 # aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
@@ -51,6 +55,14 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
                  RecursionError)
+
+
+class StreamDecoder(Protocol):
+    """Turns the bytes of a stream into events, incrementally (``end`` at end of input)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def end(self) -> list[SSEEvent]: ...
 
 
 class StreamParser(Protocol):
@@ -78,6 +90,8 @@ class HTTPTransport:
     #: The environment variables an unset API key and base URL come from ("" for none).
     env_api_key: ClassVar[str] = ""
     env_base_url: ClassVar[str] = ""
+    #: Whether :meth:`sign` must run before every request is sent (set per class or instance).
+    signs_requests: bool = False
 
     def __init__(
         self,
@@ -128,6 +142,10 @@ class HTTPTransport:
     def url(self, request: ChatRequest) -> str:
         raise NotImplementedError
 
+    def stream_url(self, request: ChatRequest) -> str:
+        """The URL of a streamed call (the unary one unless the provider streams elsewhere)."""
+        return self.url(request)
+
     def auth_headers(self) -> dict[str, str]:
         return {}
 
@@ -139,6 +157,17 @@ class HTTPTransport:
 
     def stream_parser(self, request: ChatRequest) -> StreamParser:
         raise NotImplementedError
+
+    def stream_decoder(self) -> StreamDecoder:
+        """The decoder of a stream's bytes into events (SSE unless the provider frames its
+        streams otherwise)."""
+        return SSEDecoder(self.max_event_bytes)
+
+    async def sign(self, url: str, headers: dict[str, str], body: bytes) -> None:
+        """Add the credentials of one request to ``headers`` (only called when
+        ``signs_requests``): a signature over the URL, headers and body, or a token fetched
+        asynchronously. Raises an :class:`~llm_async.errors.LLMError` when it cannot; nothing
+        has been sent then."""
 
     def map_error(self, status: int, body: Any, headers: Mapping[str, str]) -> LLMError:
         """Map an error status and body to a typed error (providers refine this)."""
@@ -305,6 +334,10 @@ class HTTPTransport:
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=False))
+        url = self.url(request)
+        sent_headers = self._headers(request)
+        if self.signs_requests:
+            await self.sign(url, sent_headers, payload)
         attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
         # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
@@ -312,8 +345,7 @@ class HTTPTransport:
         try:
             attempt.sent = True  # from here on the body may reach the provider
             async with self.session.post(
-                self.url(request), data=payload, headers=self._headers(request),
-                timeout=self._unary_timeout(timeout),
+                url, data=payload, headers=sent_headers, timeout=self._unary_timeout(timeout),
             ) as resp:
                 ctx.response_headers = resp.headers
                 raw = await self._read_body(resp)
@@ -355,6 +387,8 @@ class HTTPTransport:
             raise err from exc
         response.latency = time.perf_counter() - started
         response.request_id = attempt.request_id = self._request_id(headers)
+        if not response.id and response.request_id:
+            response.id = response.request_id  # the provider's answers carry no id (Bedrock)
         response.provider = self.provider
         response.requested_model = request.model
         attempt.usage = response.usage
@@ -364,6 +398,10 @@ class HTTPTransport:
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         timeout = request.timeout or self.timeout
         payload = _json.dumps(self.build_payload(request, stream=True))
+        url = self.stream_url(request)
+        sent_headers = self._headers(request)
+        if self.signs_requests:
+            await self.sign(url, sent_headers, payload)
         attempt = ctx.begin_attempt(self.provider, request.model)
         loop = asyncio.get_running_loop()
         deadline = None if timeout.total is None else loop.time() + timeout.total
@@ -377,7 +415,7 @@ class HTTPTransport:
                     attempt.sent = True  # from here on the body may reach the provider
                     try:
                         resp = await self.session.post(
-                            self.url(request), data=payload, headers=self._headers(request),
+                            url, data=payload, headers=sent_headers,
                             timeout=self._client_timeout(timeout),
                         )
                     except _NOT_SENT:
@@ -387,7 +425,7 @@ class HTTPTransport:
                     attempt.request_id = self._request_id(resp.headers)
                     if resp.status >= 400:
                         raise self._error_from(resp, await self._read_body(resp))
-                decoder = SSEDecoder(self.max_event_bytes)
+                decoder = self.stream_decoder()
                 parser = self.stream_parser(request)
                 content = resp.content
                 while not parser.done:

@@ -9,10 +9,29 @@ from __future__ import annotations
 
 from .._dialect import Dialect
 from .anthropic import AnthropicDialect
+from .azure import AzureDialect
+from .bedrock import BedrockDialect
+from .gemini import GeminiDialect
 from .openai import OpenAIDialect
 from .openrouter import OpenRouterDialect
 
-__all__ = ["DIALECTS", "AnthropicDialect", "Dialect", "OpenAIDialect", "OpenRouterDialect"]
+__all__ = [
+    "DIALECTS",
+    "AnthropicDialect",
+    "AzureDialect",
+    "BedrockDialect",
+    "Dialect",
+    "GeminiDialect",
+    "OpenAIDialect",
+    "OpenRouterDialect",
+]
 
 #: Every dialect the server serves, in routing order.
-DIALECTS: tuple[type[Dialect], ...] = (OpenAIDialect, AnthropicDialect, OpenRouterDialect)
+DIALECTS: tuple[type[Dialect], ...] = (
+    OpenAIDialect,
+    AnthropicDialect,
+    OpenRouterDialect,
+    AzureDialect,
+    GeminiDialect,
+    BedrockDialect,
+)
