@@ -781,7 +781,7 @@ class AnthropicBatchAPI(ProviderBatchAPI):
 
     def _batches_url(self, request: ChatRequest | None = None) -> str:
         probe = request or build_request(model="x", messages=[{"role": "user", "content": "x"}])
-        return self.transport.url(probe).rstrip("/") + "/batches"
+        return str(self.transport.url(probe)).rstrip("/") + "/batches"
 
     async def submit(self, requests: Sequence[ChatRequest],
                      custom_ids: Sequence[str] | None = None) -> BatchJob:

@@ -9,7 +9,9 @@ connections.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +207,33 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         async with AsyncLLMClient(name, transport=transport, layers=[]) as client:
             yield Harness(name, server, client, transport)
 
+
+
+# -- recorded payloads --------------------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[2]
+Case = tuple[dict[str, Any], bytes]
+
+
+def _corpus_dir() -> Path | None:
+    """``shared/interop_corpus`` beside the project or one of its parents (never copied in)."""
+    for base in (_ROOT, *_ROOT.parents):
+        candidate = base / "shared" / "interop_corpus"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def corpus_case() -> Callable[[str], Case]:
+    """``corpus_case(name)`` → ``(meta, body)`` of a recorded provider payload; the test is
+    skipped when the corpus is not beside this checkout."""
+
+    def load(name: str) -> Case:
+        root = _corpus_dir()
+        if root is None or not (root / name).is_dir():
+            pytest.skip(f"the interop corpus (case {name}) is not beside this checkout")
+        folder = root / name
+        return json.loads((folder / "meta.json").read_text()), (folder / "body").read_bytes()
+
+    return load

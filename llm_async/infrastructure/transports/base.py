@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
+from yarl import URL
 
 from ... import _json
 from ...context import CallContext
@@ -139,10 +140,12 @@ class HTTPTransport:
 
     # -- provider hooks -------------------------------------------------------------------
 
-    def url(self, request: ChatRequest) -> str:
+    def url(self, request: ChatRequest) -> str | URL:
+        """The URL of a call: a string, or a :class:`yarl.URL` built with ``encoded=True`` when
+        its percent-encoding must reach the wire untouched (a signed path)."""
         raise NotImplementedError
 
-    def stream_url(self, request: ChatRequest) -> str:
+    def stream_url(self, request: ChatRequest) -> str | URL:
         """The URL of a streamed call (the unary one unless the provider streams elsewhere)."""
         return self.url(request)
 
@@ -337,7 +340,7 @@ class HTTPTransport:
         url = self.url(request)
         sent_headers = self._headers(request)
         if self.signs_requests:
-            await self.sign(url, sent_headers, payload)
+            await self.sign(str(url), sent_headers, payload)
         attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
         # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
@@ -401,7 +404,7 @@ class HTTPTransport:
         url = self.stream_url(request)
         sent_headers = self._headers(request)
         if self.signs_requests:
-            await self.sign(url, sent_headers, payload)
+            await self.sign(str(url), sent_headers, payload)
         attempt = ctx.begin_attempt(self.provider, request.model)
         loop = asyncio.get_running_loop()
         deadline = None if timeout.total is None else loop.time() + timeout.total

@@ -43,6 +43,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from yarl import URL
+
 from ... import _json
 from ...errors import (
     APIStatusError,
@@ -150,12 +152,12 @@ def bedrock_usage(data: Any) -> Usage | None:
 
 
 def _exception_name(value: str | None) -> str | None:
-    """``ThrottlingException`` from ``ThrottlingException:http://internal.amazon.com/...`` or
-    ``aws.protocols#ThrottlingException``."""
+    """``ThrottlingException`` from ``ThrottlingException:http://internal.amazon.com/...``,
+    ``aws.protocols#ThrottlingException`` or ``throttlingException``."""
     if not value:
         return None
-    name = value.split(":", 1)[0]
-    return name.rsplit("#", 1)[-1] or None
+    name = value.split(":", 1)[0].rsplit("#", 1)[-1]
+    return name[:1].upper() + name[1:] or None  # event streams spell them throttlingException
 
 
 class EventStreamDecoder:
@@ -241,7 +243,7 @@ class BedrockTransport(HTTPTransport):
             api_key = os.environ.get(self.env_api_key)
         if api_key and (explicit or credentials is not None or profile is not None):
             raise TypeError("a Bedrock API key replaces AWS credentials; give one or the other")
-        self._session: Any = None
+        self._aws_session: Any = None
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if region is None and not api_key:
             region = self._botocore_session(profile).get_config_variable("region")
@@ -272,7 +274,7 @@ class BedrockTransport(HTTPTransport):
     # -- credentials --------------------------------------------------------------------------
 
     def _botocore_session(self, profile: str | None) -> Any:
-        if self._session is None:
+        if self._aws_session is None:
             try:
                 import botocore.session
             except ImportError as exc:
@@ -280,8 +282,8 @@ class BedrockTransport(HTTPTransport):
                     "SigV4 signing for Bedrock needs botocore: pip install 'llm-async[bedrock]' "
                     "(or set AWS_BEARER_TOKEN_BEDROCK to use a Bedrock API key)",
                     variable="botocore") from exc
-            self._session = botocore.session.Session(profile=profile)
-        return self._session
+            self._aws_session = botocore.session.Session(profile=profile)
+        return self._aws_session
 
     def _resolve_credentials(self) -> Any:
         credentials = self._botocore_session(self.profile).get_credentials()
@@ -327,11 +329,12 @@ class BedrockTransport(HTTPTransport):
     def _model_url(self, request: ChatRequest) -> str:
         return f"{self.base_url}/model/{quote(request.model, safe='')}"
 
-    def url(self, request: ChatRequest) -> str:
-        return f"{self._model_url(request)}/converse"
+    def url(self, request: ChatRequest) -> URL:
+        # Sent exactly as signed: yarl would otherwise decode the model id's %3A to ':'.
+        return URL(f"{self._model_url(request)}/converse", encoded=True)
 
-    def stream_url(self, request: ChatRequest) -> str:
-        return f"{self._model_url(request)}/converse-stream"
+    def stream_url(self, request: ChatRequest) -> URL:
+        return URL(f"{self._model_url(request)}/converse-stream", encoded=True)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -637,7 +640,7 @@ class _BedrockStreamParser:
                 body = None
             if body is None:
                 body = {"message": event.data.decode("utf-8", "replace")}
-            raise self.transport.exception_error(exception or None, body)
+            raise self.transport.exception_error(_exception_name(exception), body)
         handler = _HANDLERS.get(name)
         if handler is None:
             return []  # messageStart and events this client has no use for
