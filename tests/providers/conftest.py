@@ -10,6 +10,7 @@ connections.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,11 @@ Case = tuple[dict[str, Any], bytes]
 
 
 def _corpus_dir() -> Path | None:
-    """``shared/interop_corpus`` beside the project or one of its parents (never copied in)."""
+    """``shared/interop_corpus`` beside the project or one of its parents (never copied in);
+    ``LLM_ASYNC_INTEROP_CORPUS`` names another place."""
+    override = os.environ.get("LLM_ASYNC_INTEROP_CORPUS")
+    if override:
+        return Path(override) if Path(override).is_dir() else None
     for base in (_ROOT, *_ROOT.parents):
         candidate = base / "shared" / "interop_corpus"
         if candidate.is_dir():

@@ -460,3 +460,64 @@ async def test_exceptions_map_to_the_error_tree(mocked: aioresponses, client: As
     assert (err.status, err.retryable, err.message, err.request_id) == (  # type: ignore[attr-defined]
         status, retryable, message, "err-req-1")
     assert SECRET not in str(err)
+
+
+# -- reasoning and guardrails -------------------------------------------------------------------
+
+
+async def test_reasoning_blocks_round_trip(mocked: aioresponses, client: AsyncLLMClient) -> None:
+    mocked.post(CHAT, payload=converse([
+        {"reasoningContent": {"reasoningText": {"text": "The user greets me.",
+                                                "signature": "RXVnZW5pYQ=="}}},
+        {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVk"}},
+        {"text": "Hello!"}]))
+    question = {"role": "user", "content": "Hi"}
+    reply = await client.chat(model=MODEL, messages=[question])
+    assert (reply.text, reply.reasoning) == ("Hello!", "The user greets me.")
+    assert [p.signature for p in reply.reasoning_parts] == ["RXVnZW5pYQ==", None]
+    assert reply.reasoning_parts[1].redacted
+
+    mocked.post(CHAT, payload=converse([{"text": "Fine."}]))
+    await client.chat(model=MODEL, messages=[question, reply.message,
+                                             {"role": "user", "content": "How are you?"}])
+    body, _ = sent(mocked)
+    assert body["messages"][1] == {"role": "assistant", "content": [
+        {"reasoningContent": {"reasoningText": {"text": "The user greets me.",
+                                                "signature": "RXVnZW5pYQ=="}}},
+        {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVk"}},
+        {"text": "Hello!"}]}
+
+
+async def test_streamed_reasoning(mocked: aioresponses, client: AsyncLLMClient) -> None:
+    mocked.post(STREAM, body=b"".join([
+        event("messageStart", {"role": "assistant"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0,
+                                    "delta": {"reasoningContent": {"text": "Think"}}}),
+        event("contentBlockDelta", {"contentBlockIndex": 0,
+                                    "delta": {"reasoningContent": {"text": "ing."}}}),
+        event("contentBlockDelta", {"contentBlockIndex": 0,
+                                    "delta": {"reasoningContent": {"signature": "c2ln"}}}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Done"}}),
+        event("contentBlockStop", {"contentBlockIndex": 1}),
+        event("messageStop", {"stopReason": "end_turn"}),
+        event("metadata", {"usage": {"inputTokens": 5, "outputTokens": 9, "totalTokens": 14}}),
+    ]), headers=STREAM_HEADERS)
+    stream = client.stream(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    async with stream as chunks:
+        received = [c async for c in chunks]
+    assert [c.reasoning for c in received if c.reasoning] == ["Think", "ing."]
+    final = stream.final_response
+    assert final is not None
+    assert (final.text, final.reasoning) == ("Done", "Thinking.")
+    assert final.reasoning_parts[0].signature == "c2ln"
+
+
+async def test_guardrail_stop_is_a_refusal(mocked: aioresponses, client: AsyncLLMClient) -> None:
+    mocked.post(CHAT, payload={**converse([{"text": "Sorry, I can't help with that."}],
+                                          stop="guardrail_intervened"),
+                               "trace": {"guardrail": {"actionReason": "blocked"}}})
+    reply = await client.chat(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    assert reply.finish_reason == "content_filter"
+    assert reply.refusal is not None and reply.refusal.category == "guardrail_intervened"
+    assert reply.extras["trace"] == {"guardrail": {"actionReason": "blocked"}}

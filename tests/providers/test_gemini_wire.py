@@ -196,9 +196,35 @@ async def test_thought_parts_are_not_text(mocked: aioresponses, client: AsyncLLM
                "cachedContentTokenCount": 6, "totalTokenCount": 44}))
     reply = await client.chat(model=MODEL, messages=[{"role": "user", "content": "r in cherry?"}])
     assert reply.text == "There are three."
+    assert reply.reasoning == "Let me count the letters."
+    assert [(type(p).__name__, getattr(p, "text", ""), getattr(p, "signature", None))
+            for p in reply.parts] == [
+        ("ReasoningPart", "Let me count the letters.", None),
+        ("ReasoningPart", "", "CiQBVKhc7g=="),
+        ("TextPart", "There are three.", None)]
     usage = reply.usage
     assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (10, 34, 30)
     assert (usage.cache_read_tokens, usage.uncached_input_tokens) == (6, 4)
+
+
+async def test_thought_signatures_go_back_where_they_came_from(mocked: aioresponses,
+                                                              client: AsyncLLMClient) -> None:
+    mocked.post(URL_CHAT, payload=answer([
+        {"text": "I should look it up.", "thought": True},
+        {"functionCall": {"name": "get_weather", "args": {"location": "Oslo"}},
+         "thoughtSignature": "c2lnLWNhbGw="}]))
+    question = {"role": "user", "content": "Oslo weather?"}
+    reply = await client.chat(model=MODEL, tools=[WEATHER], messages=[question])
+    assert reply.reasoning == "I should look it up."
+    mocked.post(URL_CHAT, payload=answer([{"text": "Cold."}]))
+    await client.chat(model=MODEL, tools=[WEATHER], messages=[
+        question, reply.message,
+        {"role": "tool", "tool_call_id": reply.tool_calls[0].id, "content": "-3 C"}])
+    body, _ = sent(mocked)
+    assert body["contents"][1] == {"role": "model", "parts": [
+        {"text": "I should look it up.", "thought": True},
+        {"functionCall": {"name": "get_weather", "args": {"location": "Oslo"}},
+         "thoughtSignature": "c2lnLWNhbGw="}]}
 
 
 async def test_safety_stops(mocked: aioresponses, client: AsyncLLMClient) -> None:
@@ -210,13 +236,29 @@ async def test_safety_stops(mocked: aioresponses, client: AsyncLLMClient) -> Non
         "modelVersion": MODEL})
     reply = await client.chat(model=MODEL, messages=[{"role": "user", "content": "..."}])
     assert (reply.finish_reason, reply.text, reply.usage.input_tokens) == ("content_filter", "", 7)
+    assert reply.refusal is not None and reply.refusal.category == "SAFETY"
+    assert reply.extras["safetyRatings"][0]["category"] == "HARM_CATEGORY_DANGEROUS_CONTENT"
 
     mocked.post(URL_CHAT, payload={
         "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
         "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}, "modelVersion": MODEL})
     reply = await client.chat(model=MODEL, messages=[{"role": "user", "content": "..."}])
     assert (reply.finish_reason, reply.text) == ("content_filter", "")
+    assert reply.refusal is not None and reply.refusal.category == "PROHIBITED_CONTENT"
+    assert reply.extras["promptFeedback"] == {"blockReason": "PROHIBITED_CONTENT"}
     assert reply.usage.input_tokens == 5, "a blocked prompt is still billed"
+
+    mocked.post(URL_STREAM, body=sse({
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}}),
+        headers={"Content-Type": "text/event-stream"})
+    stream = client.stream(model=MODEL, messages=[{"role": "user", "content": "..."}])
+    async with stream as chunks:
+        [final_chunk] = [c async for c in chunks]
+    assert final_chunk.finish_reason == "content_filter"
+    assert stream.final_response is not None
+    assert stream.final_response.refusal is not None
+    assert stream.final_response.refusal.category == "SAFETY"
 
     assert [finish_reason(r) for r in ("RECITATION", "BLOCKLIST", "SPII", "MAX_TOKENS",
                                        "OTHER", "MALFORMED_FUNCTION_CALL")] == [
@@ -238,9 +280,11 @@ async def test_stream(mocked: aioresponses, client: AsyncLLMClient) -> None:
     async with stream as chunks:
         received = [c async for c in chunks]
     assert [c.delta for c in received if c.delta] == ["Hel", "lo!"]
+    assert [c.reasoning for c in received if c.reasoning] == ["thinking..."]
     assert received[-1].finish_reason == "stop"
     final = stream.final_response
     assert final is not None and final.text == "Hello!"
+    assert final.reasoning == "thinking..."
     assert (final.usage.output_tokens, final.usage.reasoning_tokens) == (5, 3)
     assert sent(mocked, URL_STREAM)[0]["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
 

@@ -18,10 +18,13 @@
   ``auto``/``any``/``tool``; Bedrock has no ``none``); ``response_format`` → a forced tool whose
   input schema is the requested schema, its input returned as the reply's text.
   ``extra_body`` is merged last (``additionalModelRequestFields``, ``guardrailConfig``...).
-* Response mapping: text blocks → ``content``, ``toolUse`` → ``tool_calls``, ``stopReason`` →
-  our finish reasons (``guardrail_intervened`` and ``content_filtered`` → ``content_filter``),
-  usage with cache reads and writes (Bedrock's ``inputTokens`` leaves them out; ours counts
-  every prompt token).
+* Response mapping: text blocks → ``content``, ``toolUse`` → ``tool_calls``,
+  ``reasoningContent`` → :class:`~llm_async.types.ReasoningPart` (text and signature, or the
+  encrypted ``redactedContent``; sent back as such in the next turn), ``stopReason`` → our finish
+  reasons (``guardrail_intervened`` and ``content_filtered`` → ``content_filter``, with a
+  :class:`~llm_async.types.Refusal` naming the reason), ``trace`` and ``performanceConfig``
+  kept in ``extras``, usage with cache reads and writes (Bedrock's ``inputTokens`` leaves them
+  out; ours counts every prompt token).
 * Errors: the ``x-amzn-ErrorType`` of an error answer, or the exception of an event stream, picks
   the class: ``ThrottlingException`` → :class:`~llm_async.errors.RateLimitError`,
   ``ServiceUnavailableException`` → :class:`~llm_async.errors.OverloadedError`,
@@ -76,10 +79,13 @@ from ...types import (
     FunctionCall,
     ImagePart,
     Message,
+    ReasoningPart,
+    Refusal,
     TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
+    mark_incomplete,
 )
 from ..sse import SSEEvent
 from .base import HTTPTransport
@@ -407,6 +413,13 @@ class BedrockTransport(HTTPTransport):
             if isinstance(part, TextPart):
                 if part.text:
                     blocks.append({"text": part.text})
+            elif isinstance(part, ReasoningPart):
+                if part.encrypted is not None and not part.text:
+                    blocks.append({"reasoningContent": {"redactedContent": part.encrypted}})
+                elif part.signature:
+                    blocks.append({"reasoningContent": {"reasoningText": {
+                        "text": part.text, "signature": part.signature}}})
+                # reasoning without Bedrock's signature cannot be sent back
             elif isinstance(part, ImagePart):
                 match = _DATA_URL.match(part.image_url.url)
                 fmt = _IMAGE_FORMATS.get(match["format"].lower()) if match else None
@@ -510,6 +523,7 @@ class BedrockTransport(HTTPTransport):
                                 provider=self.provider)
         spec = output_schema(request.response_format)
         texts: list[str] = []
+        parts: list[Any] = []
         calls: list[ToolCall] = []
         structured: str | None = None
         for block in content:
@@ -517,6 +531,9 @@ class BedrockTransport(HTTPTransport):
                 raise ProtocolError("content block is not an object", provider=self.provider)
             if isinstance(block.get("text"), str):
                 texts.append(block["text"])
+                parts.append(TextPart(text=block["text"]))
+            elif "reasoningContent" in block:
+                parts.append(_reasoning_part(block["reasoningContent"]))
             elif "toolUse" in block:
                 use = block["toolUse"]
                 if not isinstance(use, Mapping) or not isinstance(use.get("name"), str):
@@ -531,21 +548,27 @@ class BedrockTransport(HTTPTransport):
                         type="function",
                         function=FunctionCall.model_construct(name=use["name"],
                                                               arguments=arguments)))
-        reason = stop_reason(data.get("stopReason"))
+        raw_reason = data.get("stopReason")
+        reason = stop_reason(raw_reason)
         if structured is not None:
             text: str | None = structured
             if not calls and reason == "tool_calls":
                 reason = "stop"
+            parts = [p for p in parts if not isinstance(p, TextPart)]
         else:
             joined = "".join(texts)
             text = joined if (joined or not calls) else None
+        reasoning = any(isinstance(p, ReasoningPart) for p in parts)
         return ChatResponse.model_construct(
             id="",
             model=request.model,
             content=text,
-            tool_calls=calls,
+            tool_calls=mark_incomplete(calls, reason),
             finish_reason=reason,
             usage=bedrock_usage(data.get("usage")) or Usage(),
+            parts=parts if reasoning else [],
+            refusal=_refusal(raw_reason),
+            extras={k: data[k] for k in _EXTRAS if data.get(k)},
             raw=data,
         )
 
@@ -589,6 +612,33 @@ class BedrockTransport(HTTPTransport):
         return _BedrockStreamParser(self, request)
 
 
+_EXTRAS = ("trace", "performanceConfig", "additionalModelResponseFields")
+
+
+def _reasoning_part(raw: Any) -> ReasoningPart:
+    """Our part for a ``reasoningContent`` block (readable text with its signature, or the
+    encrypted ``redactedContent``)."""
+    if not isinstance(raw, Mapping):
+        raise ProtocolError(f"malformed reasoningContent: {raw!r:.80}", provider="bedrock")
+    if "redactedContent" in raw:
+        return ReasoningPart.model_construct(text="", signature=None,
+                                             encrypted=str(raw["redactedContent"]), format=None)
+    body = raw.get("reasoningText")
+    body = body if isinstance(body, Mapping) else {}
+    signature = body.get("signature")
+    return ReasoningPart.model_construct(
+        text=str(body.get("text") or ""),
+        signature=signature if isinstance(signature, str) and signature else None,
+        encrypted=None, format=None)
+
+
+def _refusal(reason: Any) -> Refusal | None:
+    """The refusal of a guardrail or content-filter stop (its category: the stop reason)."""
+    if reason in ("guardrail_intervened", "content_filtered"):
+        return Refusal.model_construct(text="", category=str(reason))
+    return None
+
+
 def _unwrap(spec: OutputSchema, value: Any, text: str) -> str:
     """The structured answer's JSON text, unwrapping the ``value`` envelope of non-object
     schemas."""
@@ -609,8 +659,8 @@ class _BedrockStreamParser:
     that had to be wrapped in an object) arrives as one text chunk when its block stops.
     """
 
-    __slots__ = ("_buffer", "_kinds", "_spec", "_stop", "_tools", "done", "request",
-                 "transport")
+    __slots__ = ("_buffer", "_kinds", "_reasoning", "_spec", "_stop", "_texts", "_tools",
+                 "done", "request", "transport")
 
     def __init__(self, transport: BedrockTransport, request: ChatRequest) -> None:
         self.transport = transport
@@ -621,13 +671,15 @@ class _BedrockStreamParser:
         self._kinds: dict[int, str] = {}  # block index -> tool | output | wrapped
         self._tools: dict[int, int] = {}  # block index -> our tool-call index
         self._buffer: list[str] = []
+        # block index -> [text pieces, signature, encrypted] of a reasoning block
+        self._reasoning: dict[int, list[Any]] = {}
+        self._texts: dict[int, list[str]] = {}  # block index -> text pieces
 
     def _chunk(self, **fields: Any) -> ChatChunk:
-        values: dict[str, Any] = {"delta": "", "tool_calls": [], "finish_reason": None,
-                                  "usage": None, "id": None, "model": None,
-                                  "provider_cost": None}
-        values.update(fields)
-        return ChatChunk.model_construct(**values)
+        chunk = ChatChunk.construct_fast("", [], None, None, None, None)
+        for name, value in fields.items():
+            setattr(chunk, name, value)
+        return chunk
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         name = event.event
@@ -654,6 +706,13 @@ class _BedrockStreamParser:
                                 provider=self.transport.provider)
         chunks: list[ChatChunk] = handler(self, obj)
         return chunks
+
+    def end(self) -> list[ChatChunk] | None:
+        """The final chunk (without usage) when the body ended after ``messageStop`` but before
+        ``metadata``; ``None`` when the stream was cut earlier."""
+        if self._stop is None:
+            return None
+        return self._metadata({})
 
     def _block_start(self, obj: dict[str, Any]) -> list[ChatChunk]:
         index = int(obj.get("contentBlockIndex") or 0)
@@ -682,12 +741,24 @@ class _BedrockStreamParser:
         text = delta.get("text")
         if isinstance(text, str):
             if text and kind is None and self._spec is None:
+                self._texts.setdefault(index, []).append(text)
                 return [self._chunk(delta=text)]
+            return []
+        thinking = delta.get("reasoningContent")
+        if isinstance(thinking, Mapping):
+            state = self._reasoning.setdefault(index, [[], None, None])
+            if isinstance(thinking.get("text"), str) and thinking["text"]:
+                state[0].append(thinking["text"])
+                return [self._chunk(reasoning=thinking["text"])]
+            if isinstance(thinking.get("signature"), str):
+                state[1] = thinking["signature"]
+            if isinstance(thinking.get("redactedContent"), str):
+                state[2] = thinking["redactedContent"]
             return []
         use = delta.get("toolUse")
         piece = use.get("input") if isinstance(use, Mapping) else None
         if not isinstance(piece, str) or not piece:
-            return []  # reasoning deltas and others are not part of this model
+            return []  # deltas of other kinds are not part of this model
         if kind == "tool":
             return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
                 index=self._tools[index], id=None, name=None, arguments=piece)])]
@@ -720,7 +791,17 @@ class _BedrockStreamParser:
         reason = stop_reason(self._stop or "end_turn") or "stop"
         if reason == "tool_calls" and not self._tools:
             reason = "stop"  # only the structured-output tool was called
-        return [self._chunk(finish_reason=reason, usage=bedrock_usage(obj.get("usage")))]
+        final = self._chunk(finish_reason=reason, usage=bedrock_usage(obj.get("usage")))
+        if self._reasoning:
+            blocks: dict[int, Any] = {
+                index: TextPart(text="".join(pieces)) for index, pieces in self._texts.items()}
+            for index, (text, signature, encrypted) in self._reasoning.items():
+                blocks[index] = ReasoningPart.model_construct(
+                    text="".join(text), signature=signature,
+                    encrypted=encrypted if not text else None, format=None)
+            final.parts = [part for _, part in sorted(blocks.items())]
+        final.refusal_details = _refusal(self._stop)
+        return [final]
 
 
 _HANDLERS: Mapping[str, Any] = {

@@ -20,14 +20,19 @@ Request mapping (our :class:`~llm_async.types.ChatRequest` → Gemini):
   (``{"generationConfig": {"thinkingConfig": {"includeThoughts": true}}}``, ``safetySettings``).
 
 Response mapping: text parts → ``content``; thought parts (``"thought": true``) → the reply's
-reasoning, never its text; ``functionCall`` parts → ``tool_calls`` (Gemini's id when it sends
-one, else a fresh one); ``finishReason`` → our finish reasons, every safety reason
-(:data:`SAFETY_FINISH_REASONS`) → ``content_filter`` and a blocked prompt
-(``promptFeedback.blockReason``) → an empty reply with ``content_filter``; usage with cached
-(``cachedContentTokenCount``) and thinking (``thoughtsTokenCount``) tokens. An error body
-(``{"error": {"code", "message", "status", "details"}}``, also as a stream event) is a typed
-error whose ``error_type`` is Gemini's ``status`` and ``code`` the reason of its ``ErrorInfo``
-detail; a ``RetryInfo`` detail's delay becomes ``retry_after``.
+reasoning (``response.reasoning``, :class:`~llm_async.types.ReasoningPart` in ``parts``, and
+``chunk.reasoning`` in streams), never its text; a ``thoughtSignature`` is kept on a reasoning
+part and sent back on the part it came with when the reply returns in the next turn;
+``functionCall`` parts → ``tool_calls`` (Gemini's id when it sends one, else a fresh one);
+``finishReason`` → our finish reasons, every safety reason (:data:`SAFETY_FINISH_REASONS`) →
+``content_filter`` with a :class:`~llm_async.types.Refusal` whose ``category`` is Gemini's
+reason, and a blocked prompt (``promptFeedback.blockReason``) → an empty reply with
+``content_filter`` and the block reason as the refusal's category; ``safetyRatings``,
+``promptFeedback``, ``citationMetadata`` and ``groundingMetadata`` are kept in ``extras``;
+usage with cached (``cachedContentTokenCount``) and thinking (``thoughtsTokenCount``) tokens.
+An error body (``{"error": {"code", "message", "status", "details"}}``, also as a stream
+event) is a typed error whose ``error_type`` is Gemini's ``status`` and ``code`` the reason of
+its ``ErrorInfo`` detail; a ``RetryInfo`` detail's delay becomes ``retry_after``.
 """
 
 from __future__ import annotations
@@ -59,10 +64,13 @@ from ...types import (
     FunctionCall,
     ImagePart,
     Message,
+    ReasoningPart,
+    Refusal,
     TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
+    mark_incomplete,
 )
 from ..sse import SSEEvent
 from .base import HTTPTransport
@@ -158,19 +166,103 @@ def _image(part: ImagePart, where: str) -> dict[str, Any]:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _parts(content: Any, where: str) -> list[dict[str, Any]]:
+def _parts(content: Any, where: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Gemini parts of a message's content, and the thought signature still waiting for the
+    part it belongs to (a function call, which travels apart from the content)."""
     if content is None:
-        return []
+        return [], None
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return ([{"text": content}] if content else []), None
     parts: list[dict[str, Any]] = []
+    pending: str | None = None
     for index, part in enumerate(content):
         if isinstance(part, TextPart):
             if part.text:
-                parts.append({"text": part.text})
+                out: dict[str, Any] = {"text": part.text}
+                if pending:
+                    out["thoughtSignature"], pending = pending, None
+                parts.append(out)
         elif isinstance(part, ImagePart):
             parts.append(_image(part, f"{where}[{index}]"))
-    return parts
+        elif isinstance(part, ReasoningPart):
+            if part.text:
+                thought: dict[str, Any] = {"text": part.text, "thought": True}
+                if part.signature:
+                    thought["thoughtSignature"] = part.signature
+                parts.append(thought)
+            elif part.signature:
+                pending = part.signature  # a signature that rode on the next part
+    return parts, pending
+
+
+def _refusal(reason: Any) -> Refusal | None:
+    """The refusal of a safety stop or a blocked prompt (its category: Gemini's reason)."""
+    if reason is None or (reason not in SAFETY_FINISH_REASONS and reason not in _BLOCKS):
+        return None
+    return Refusal.model_construct(text="", category=str(reason))
+
+
+_BLOCKS = frozenset({"SAFETY", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "IMAGE_SAFETY",
+                     "BLOCK_REASON_UNSPECIFIED"})
+_CANDIDATE_EXTRAS = ("safetyRatings", "citationMetadata", "groundingMetadata", "finishMessage")
+
+
+class _Parts:
+    """The ordered content of an answer as it arrives: thoughts and text merged run by run,
+    thought signatures kept as signature-only reasoning parts where they came."""
+
+    __slots__ = ("items", "reasoning")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.reasoning = False
+
+    def add(self, part: Mapping[str, Any]) -> tuple[str, str]:
+        """Record one part; returns its ``(text, thought)`` for a stream's deltas."""
+        signature = part.get("thoughtSignature")
+        text = part.get("text")
+        text = text if isinstance(text, str) else ""
+        is_thought = part.get("thought") is True
+        last = self.items[-1] if self.items else None
+        if is_thought:
+            self.reasoning = True
+            if isinstance(last, ReasoningPart) and last.text and not last.signature:
+                last.text += text
+                if isinstance(signature, str):
+                    last.signature = signature
+            else:
+                self.items.append(ReasoningPart.model_construct(
+                    text=text, signature=signature if isinstance(signature, str) else None,
+                    encrypted=None, format=None))
+            return "", text
+        if isinstance(signature, str) and signature:
+            self.reasoning = True
+            self.items.append(ReasoningPart.model_construct(
+                text="", signature=signature, encrypted=None, format=None))
+            last = None
+        if text and "functionCall" not in part:
+            if isinstance(last, TextPart):
+                last.text += text
+            else:
+                self.items.append(TextPart(text=text))
+        return text, ""
+
+    def result(self) -> list[Any]:
+        """The parts worth keeping: all of them when the answer had reasoning, else none."""
+        return self.items if self.reasoning else []
+
+
+def _extras(data: Mapping[str, Any], candidate: Mapping[str, Any] | None) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    if data.get("promptFeedback"):
+        extras["promptFeedback"] = data["promptFeedback"]
+    if candidate is not None:
+        if candidate.get("finishReason"):
+            extras["finishReason"] = candidate["finishReason"]
+        for key in _CANDIDATE_EXTRAS:
+            if candidate.get(key):
+                extras[key] = candidate[key]
+    return extras
 
 
 def _merge(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -310,7 +402,7 @@ class GeminiTransport(HTTPTransport):
                 value = None
             result = value if isinstance(value, dict) else {"result": text}
             return "user", [{"functionResponse": {"name": name, "response": result}}]
-        parts = _parts(message.content, f"{where}.content")
+        parts, pending = _parts(message.content, f"{where}.content")
         if message.role == "user":
             return "user", parts
         for j, call in enumerate(message.tool_calls or ()):
@@ -323,7 +415,11 @@ class GeminiTransport(HTTPTransport):
                     "tool call arguments must be a JSON object for Gemini",
                     field=f"{where}.tool_calls[{j}].function.arguments", provider=self.provider)
             names[call.id] = call.function.name
-            parts.append({"functionCall": {"name": call.function.name, "args": arguments}})
+            part: dict[str, Any] = {"functionCall": {"name": call.function.name,
+                                                     "args": arguments}}
+            if pending:
+                part["thoughtSignature"], pending = pending, None
+            parts.append(part)
         return "model", parts
 
     def _tool_choice(self, choice: Any, has_tools: bool) -> dict[str, Any] | None:
@@ -355,33 +451,39 @@ class GeminiTransport(HTTPTransport):
         if not isinstance(candidates, list):
             raise ProtocolError("candidates is not a list", provider=self.provider)
         texts: list[str] = []
-        thoughts: list[str] = []
+        content = _Parts()
         calls: list[ToolCall] = []
         reason: FinishReason | None
+        candidate: Mapping[str, Any] | None = None
+        feedback = data.get("promptFeedback")
         if not candidates:
-            feedback = data.get("promptFeedback")
-            if not (isinstance(feedback, Mapping) and feedback.get("blockReason")):
+            block = feedback.get("blockReason") if isinstance(feedback, Mapping) else None
+            if not block:
                 raise ProtocolError("response has no candidates", provider=self.provider)
-            reason = "content_filter"
+            reason, raw_reason = "content_filter", block
         else:
             candidate = candidates[0]
             if not isinstance(candidate, Mapping):
                 raise ProtocolError("candidate is not an object", provider=self.provider)
             for part in _candidate_parts(candidate, self.provider):
+                text, _ = content.add(part)
                 if "functionCall" in part:
                     calls.append(_tool_call(part["functionCall"], self.provider))
-                elif isinstance(part.get("text"), str):
-                    (thoughts if part.get("thought") else texts).append(part["text"])
-            reason = finish_reason(candidate.get("finishReason") or "STOP",
-                                   has_tool_calls=bool(calls))
+                elif text:
+                    texts.append(text)
+            raw_reason = candidate.get("finishReason") or "STOP"
+            reason = finish_reason(raw_reason, has_tool_calls=bool(calls))
         joined = "".join(texts)
         return ChatResponse.model_construct(
             id=str(data.get("responseId") or ""),
             model=str(data.get("modelVersion") or request.model),
             content=joined if (joined or not calls) else None,
-            tool_calls=calls,
+            tool_calls=mark_incomplete(calls, reason),
             finish_reason=reason,
             usage=gemini_usage(data.get("usageMetadata")) or Usage(),
+            parts=content.result(),
+            refusal=_refusal(raw_reason) if reason == "content_filter" else None,
+            extras=_extras(data, candidate),
             raw=data,
         )
 
@@ -471,11 +573,12 @@ class _GeminiStreamParser:
     """``streamGenerateContent`` SSE events → :class:`ChatChunk`.
 
     Every event is a partial ``GenerateContentResponse``: its text parts become text chunks,
-    each ``functionCall`` one tool-call fragment with its whole arguments, and the event that
-    carries the ``finishReason`` the final chunk with the usage.
+    its thought parts reasoning chunks, each ``functionCall`` one tool-call fragment with its
+    whole arguments, and the event that carries the ``finishReason`` the final chunk with the
+    usage (and, when there was reasoning, the ordered parts with their signatures).
     """
 
-    __slots__ = ("_calls", "done", "id", "model", "transport")
+    __slots__ = ("_calls", "_parts", "done", "id", "model", "transport")
 
     def __init__(self, transport: GeminiTransport) -> None:
         self.transport = transport
@@ -483,13 +586,17 @@ class _GeminiStreamParser:
         self.id: str | None = None
         self.model: str | None = None
         self._calls = 0
+        self._parts = _Parts()
 
     def _chunk(self, **fields: Any) -> ChatChunk:
-        values: dict[str, Any] = {"delta": "", "tool_calls": [], "finish_reason": None,
-                                  "usage": None, "id": self.id, "model": self.model,
-                                  "provider_cost": None}
-        values.update(fields)
-        return ChatChunk.model_construct(**values)
+        chunk = ChatChunk.construct_fast("", [], None, None, self.id, self.model)
+        for name, value in fields.items():
+            setattr(chunk, name, value)
+        return chunk
+
+    def end(self) -> list[ChatChunk] | None:
+        """A body that ends before a finish reason was cut: ``None``."""
+        return None
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         provider = self.transport.provider
@@ -511,27 +618,36 @@ class _GeminiStreamParser:
             raise ProtocolError("candidates is not a list", provider=provider)
         out: list[ChatChunk] = []
         raw_reason: Any = None
+        candidate: Mapping[str, Any] | None = None
         if candidates:
             candidate = candidates[0]
             if not isinstance(candidate, Mapping):
                 raise ProtocolError("candidate is not an object", provider=provider)
             for part in _candidate_parts(candidate, provider):
+                text, thought = self._parts.add(part)
                 if "functionCall" in part:
                     call = _tool_call(part["functionCall"], provider)
                     out.append(self._chunk(tool_calls=[ToolCallDelta.model_construct(
                         index=self._calls, id=call.id, name=call.function.name,
                         arguments=call.function.arguments)]))
                     self._calls += 1
-                elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
-                    out.append(self._chunk(delta=part["text"]))
+                elif text:
+                    out.append(self._chunk(delta=text))
+                elif thought:
+                    out.append(self._chunk(reasoning=thought))
             raw_reason = candidate.get("finishReason")
         else:
             feedback = obj.get("promptFeedback")
             if isinstance(feedback, Mapping) and feedback.get("blockReason"):
-                raw_reason = "SAFETY"
+                raw_reason = feedback["blockReason"]
         if raw_reason is not None:
             self.done = True
-            out.append(self._chunk(
-                finish_reason=finish_reason(raw_reason, has_tool_calls=self._calls > 0),
-                usage=gemini_usage(obj.get("usageMetadata")) or Usage()))
+            reason = "content_filter" if not candidates else finish_reason(
+                raw_reason, has_tool_calls=self._calls > 0)
+            final = self._chunk(finish_reason=reason,
+                                usage=gemini_usage(obj.get("usageMetadata")) or Usage())
+            final.parts = self._parts.result() or None
+            final.refusal_details = _refusal(raw_reason) if reason == "content_filter" else None
+            final.extras = _extras(obj, candidate) or None
+            out.append(final)
         return out
