@@ -8,7 +8,8 @@ held as :class:`pydantic.SecretStr` and never printed. Programmatic arguments to
 =================================  =========  =============================================
 variable                           default    meaning
 =================================  =========  =============================================
-``LLM_PROVIDER``                   (below)    ``openrouter``, ``openai``, ``anthropic``, ``mock``
+``LLM_PROVIDER``                   (below)    ``openrouter``, ``openai``, ``anthropic``, ``mock``,
+                                              ``azure``, ``gemini``, ``bedrock``
 ``LLM_FORCE_MOCK``                 0          ``1`` switches any configuration to ``mock``
 ``LLM_MODEL``                      (none)     default model when a call names none
 ``LLM_DAILY_BUDGET``               (none)     hard daily budget in USD
@@ -23,6 +24,12 @@ variable                           default    meaning
 ``OPENAI_API_KEY`` / ``_BASE_URL``            OpenAI (or any OpenAI-compatible server)
 ``ANTHROPIC_API_KEY`` / ``_BASE_URL``         Anthropic
 ``OPENROUTER_API_KEY`` / ``_BASE_URL``        OpenRouter
+``AZURE_OPENAI_API_KEY``                      Azure OpenAI key (``api-key`` header)
+``AZURE_OPENAI_ENDPOINT``                     Azure OpenAI resource, ``https://NAME.openai.azure.com``
+``OPENAI_API_VERSION``             (GA)       Azure ``api-version`` (read by the Azure transport)
+``GEMINI_API_KEY`` / ``_BASE_URL``            Google Gemini (``GOOGLE_API_KEY`` also works)
+``AWS_BEARER_TOKEN_BEDROCK``                  Bedrock API key (else SigV4 with the AWS chain)
+``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``          Bedrock endpoint (default: from ``AWS_REGION``)
 =================================  =========  =============================================
 
 With ``LLM_PROVIDER`` unset the provider is OpenRouter, the default, when ``OPENROUTER_API_KEY``
@@ -78,6 +85,12 @@ class Settings(BaseModel):
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
     openrouter_api_key: SecretStr | None = Field(None, alias="OPENROUTER_API_KEY")
     openrouter_base_url: str | None = Field(None, alias="OPENROUTER_BASE_URL")
+    azure_api_key: SecretStr | None = Field(None, alias="AZURE_OPENAI_API_KEY")
+    azure_base_url: str | None = Field(None, alias="AZURE_OPENAI_ENDPOINT")
+    gemini_api_key: SecretStr | None = Field(None, alias="GEMINI_API_KEY")
+    gemini_base_url: str | None = Field(None, alias="GEMINI_BASE_URL")
+    bedrock_api_key: SecretStr | None = Field(None, alias="AWS_BEARER_TOKEN_BEDROCK")
+    bedrock_base_url: str | None = Field(None, alias="AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -99,7 +112,8 @@ class Settings(BaseModel):
             raise ValueError("expected 0/1, true/false, yes/no or on/off")
         return value
 
-    @field_validator("openai_base_url", "anthropic_base_url", "openrouter_base_url")
+    @field_validator("openai_base_url", "anthropic_base_url", "openrouter_base_url",
+                     "azure_base_url", "gemini_base_url", "bedrock_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -137,6 +137,7 @@ class ErrorKind(str, Enum):
     CONFIGURATION = "configuration"              # bad settings
     BAD_REQUEST = "bad_request"                  # 400
     CONTEXT_LENGTH = "context_length"            # the prompt does not fit the model
+    CONTENT_FILTER = "content_filter"            # the provider's content filter refused it
     AUTH = "auth"                                # 401
     INSUFFICIENT_CREDITS = "insufficient_credits"  # 402
     PERMISSION = "permission"                    # 403
@@ -343,6 +344,8 @@ class ContentFilterError(BadRequestError):
     (``{"violence": {"filtered": true, "severity": "medium"}, ...}``; empty when it sent none).
     Sending the same prompt again gives the same answer, so it is not retryable.
     """
+
+    kind = ErrorKind.CONTENT_FILTER
 
     @property
     def filter_results(self) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def test_settings_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"LLM_PROVIDER": "azure"}, "LLM_PROVIDER"),
+        ({"LLM_PROVIDER": "watsonx"}, "LLM_PROVIDER"),
         ({"LLM_MAX_RETRIES": "many"}, "LLM_MAX_RETRIES"),
         ({"LLM_MAX_RETRIES": "-1"}, "LLM_MAX_RETRIES"),
         ({"LLM_DAILY_BUDGET": "0"}, "LLM_DAILY_BUDGET"),

@@ -15,6 +15,7 @@ from azure.core.credentials import AccessToken
 from yarl import URL
 
 from llm_async import AsyncLLMClient, build_request
+from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -85,7 +86,7 @@ async def test_v1_path_and_deployment_names(mocked: aioresponses) -> None:
     mocked.post(V1_URL, payload=REPLY)
     async with AzureOpenAITransport(KEY, endpoint=ENDPOINT + "/openai/v1/",
                                     api_version=None) as transport:
-        await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
+        await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     body, headers = sent(mocked, V1_URL)
     assert body == {"model": "gpt-4o-mini", "messages": HI}
     assert headers["api-key"] == KEY
@@ -94,7 +95,7 @@ async def test_v1_path_and_deployment_names(mocked: aioresponses) -> None:
     mocked.post(url, payload=REPLY)
     async with AzureOpenAITransport(KEY, endpoint=ENDPOINT, api_version=VERSION,
                                     deployments={"gpt-4o-mini": "prod mini"}) as transport:
-        await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
+        await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     body, _ = sent(mocked, url)
     assert body["model"] == "gpt-4o-mini"
 
@@ -109,7 +110,7 @@ async def test_environment_variables(mocked: aioresponses,
            "?api-version=2025-04-01-preview")
     mocked.post(url, payload=REPLY)
     async with AzureOpenAITransport() as transport:
-        await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
+        await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     _, headers = sent(mocked, url)
     assert headers["api-key"] == KEY
     assert "sk-openai-key-must-stay-home" not in json.dumps(dict(headers))
@@ -140,8 +141,8 @@ async def test_token_provider_replaces_the_key(mocked: aioresponses, kind: str,
     mocked.post(DEPLOYMENT_URL, payload=REPLY)
     async with AzureOpenAITransport(endpoint=ENDPOINT, api_version=VERSION,
                                     token_provider=provider) as transport:
-        await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
-        await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
+        await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
+        await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     first, second = (sent(mocked, DEPLOYMENT_URL, i)[1] for i in (0, 1))
     assert first["Authorization"] == "Bearer entra-token-1-abcdefgh"
     assert second["Authorization"] == "Bearer entra-token-2-abcdefgh"  # asked per request
@@ -154,7 +155,7 @@ async def test_a_failing_token_provider_sends_nothing(mocked: aioresponses) -> N
 
     async with AzureOpenAITransport(endpoint=ENDPOINT, token_provider=broken) as transport:
         with pytest.raises(AuthenticationError) as caught:
-            await transport.chat(build_request(model="gpt-4o-mini", messages=HI))
+            await transport.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     assert caught.value.provider == "azure"
     assert not mocked.requests
 
@@ -179,8 +180,8 @@ async def test_entra_id_through_azure_identity_caches_the_token(mocked: aiorespo
     mocked.post(DEPLOYMENT_URL, payload=REPLY)
     async with AzureOpenAITransport(endpoint=ENDPOINT, api_version=VERSION,
                                     token_provider=entra_token_provider(credential)) as t:
-        await t.chat(build_request(model="gpt-4o-mini", messages=HI))
-        await t.chat(build_request(model="gpt-4o-mini", messages=HI))
+        await t.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
+        await t.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     assert credential.scopes == [(ENTRA_SCOPE,)], "a valid token is reused, not fetched again"
     for index in (0, 1):
         assert sent(mocked, DEPLOYMENT_URL, index)[1]["Authorization"] == \
@@ -193,7 +194,7 @@ async def test_prompt_refused_by_the_content_filter_is_typed(
     mocked.post(DEPLOYMENT_URL, status=meta["status"], body=body, headers=meta["headers"])
     async with AzureOpenAITransport(KEY, endpoint=ENDPOINT, api_version=VERSION) as t:
         with pytest.raises(ContentFilterError) as caught:
-            await t.chat(build_request(model="gpt-4o-mini", messages=HI))
+            await t.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     err = caught.value
     assert isinstance(err, BadRequestError)
     assert (err.status, err.retryable, err.code) == (400, False, "content_filter")
@@ -207,7 +208,7 @@ async def test_completion_filter_results_are_surfaced(
     _, body = corpus_case("azure-chat-content-filter")
     mocked.post(DEPLOYMENT_URL, body=body, headers={"Content-Type": "application/json"})
     async with AzureOpenAITransport(KEY, endpoint=ENDPOINT, api_version=VERSION) as t:
-        reply = await t.chat(build_request(model="gpt-4o-mini", messages=HI))
+        reply = await t.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     assert reply.finish_reason == "content_filter"
     assert not reply.text
     report = content_filters(reply)
@@ -221,7 +222,7 @@ async def test_completion_filter_results_are_surfaced(
 async def test_clean_reply_has_a_clean_filter_report(mocked: aioresponses) -> None:
     mocked.post(DEPLOYMENT_URL, payload=REPLY)
     async with AzureOpenAITransport(KEY, endpoint=ENDPOINT, api_version=VERSION) as t:
-        reply = await t.chat(build_request(model="gpt-4o-mini", messages=HI))
+        reply = await t.chat(build_request(model="gpt-4o-mini", messages=HI), CallContext())
     report = content_filters(reply)
     assert report.filtered == []
     assert report.prompt[0]["jailbreak"].detected is False

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from llm_async import AsyncLLMClient, build_request
+from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -227,7 +228,8 @@ async def test_bedrock_api_key_is_a_bearer_token(mocked: aioresponses,
     async with BedrockTransport(region=REGION) as transport:
         assert not transport.signs_requests
         await transport.chat(build_request(model=MODEL,
-                                           messages=[{"role": "user", "content": "x"}]))
+                                           messages=[{"role": "user", "content": "x"}]),
+                             CallContext())
     _, headers = sent(mocked)
     assert headers["Authorization"] == "Bearer ABSKQmVkcm9ja0FQSUtleQ=="
     assert "X-Amz-Date" not in headers
@@ -290,7 +292,7 @@ async def test_sigv4_signature_verifies(recorder: tuple[str, list[dict[str, Any]
                                 aws_secret_access_key=SECRET,
                                 aws_session_token=token) as transport:
         reply = await transport.chat(build_request(
-            model=MODEL, messages=[{"role": "user", "content": "sign me"}]))
+            model=MODEL, messages=[{"role": "user", "content": "sign me"}]), CallContext())
     assert reply.text == "signed"
     [request] = seen
     # The model id's colon travels percent-encoded, exactly as it was signed.
@@ -315,7 +317,8 @@ async def test_credentials_from_the_standard_chain(recorder: tuple[str, list[dic
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "environment-secret")
     async with BedrockTransport(base_url=base) as transport:
         await transport.chat(build_request(model=MODEL,
-                                           messages=[{"role": "user", "content": "x"}]))
+                                           messages=[{"role": "user", "content": "x"}]),
+                             CallContext())
     headers = seen[-1]["headers"]
     assert "Credential=AKIDFROMENVIRONMENT/" in headers["authorization"]
     assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"]
@@ -329,7 +332,8 @@ async def test_credentials_from_the_standard_chain(recorder: tuple[str, list[dic
         "[team]\naws_access_key_id = AKIDFROMPROFILE\naws_secret_access_key = profile-secret\n")
     async with BedrockTransport(base_url=base, profile="team") as transport:
         await transport.chat(build_request(model=MODEL,
-                                           messages=[{"role": "user", "content": "x"}]))
+                                           messages=[{"role": "user", "content": "x"}]),
+                             CallContext())
     assert "Credential=AKIDFROMPROFILE/" in seen[-1]["headers"]["authorization"]
 
 
@@ -341,7 +345,8 @@ async def test_missing_region_or_credentials(recorder: tuple[str, list[dict[str,
     async with BedrockTransport(base_url=base, region=REGION) as transport:
         with pytest.raises(AuthenticationError):
             await transport.chat(build_request(model=MODEL,
-                                               messages=[{"role": "user", "content": "x"}]))
+                                               messages=[{"role": "user", "content": "x"}]),
+                             CallContext())
     assert seen == [], "nothing is sent without credentials"
     with pytest.raises(TypeError):
         BedrockTransport(region=REGION, aws_access_key_id=KEY_ID)

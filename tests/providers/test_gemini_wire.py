@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from llm_async import AsyncLLMClient, build_request
+from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -372,7 +373,8 @@ async def test_key_from_the_environment(mocked: aioresponses,
     mocked.post(URL_CHAT, payload=answer([{"text": "ok"}]))
     async with GeminiTransport() as transport:
         await transport.chat(build_request(model=f"models/{MODEL}",
-                                           messages=[{"role": "user", "content": "x"}]))
+                                           messages=[{"role": "user", "content": "x"}]),
+                             CallContext())
     assert sent(mocked)[1]["x-goog-api-key"] == "AIzaGeminiKey000000"
 
 

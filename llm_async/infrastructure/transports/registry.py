@@ -116,5 +116,17 @@ for _spec in (
                  default_base_url="https://openrouter.ai/api/v1"),
     ProviderSpec("mock", f"{_PACKAGE}.mock:MockLLMTransport", "mock", needs_key=False,
                  http=False),
+    # Azure: the endpoint names the resource (no default); the key may be replaced by an Entra
+    # ID token provider given to the transport.
+    ProviderSpec("azure", f"{_PACKAGE}.azure_transport:AzureOpenAITransport", "azure.ai.openai",
+                 key_env="AZURE_OPENAI_API_KEY", base_url_env="AZURE_OPENAI_ENDPOINT"),
+    ProviderSpec("gemini", f"{_PACKAGE}.gemini_transport:GeminiTransport", "gcp.gemini",
+                 key_env="GEMINI_API_KEY", base_url_env="GEMINI_BASE_URL",
+                 default_base_url="https://generativelanguage.googleapis.com/v1beta"),
+    # Bedrock signs with the AWS credential chain (a Bedrock API key is optional); its endpoint
+    # follows the region.
+    ProviderSpec("bedrock", f"{_PACKAGE}.bedrock_transport:BedrockTransport", "aws.bedrock",
+                 key_env="AWS_BEARER_TOKEN_BEDROCK",
+                 base_url_env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME", needs_key=False),
 ):
     register_provider(_spec)
