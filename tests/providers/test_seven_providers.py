@@ -170,3 +170,12 @@ async def test_a_tool_call_handed_from_provider_to_provider(
         text = "".join([c.delta async for c in chunks])
     assert text == "thanks"
     assert stream.final_response is not None and stream.final_response.provider == "azure"
+
+
+def test_a_secret_that_prefixes_another_leaves_nothing_of_either() -> None:
+    from llm_async.errors import redact, register_secret
+
+    register_secret("tok-prefix")
+    register_secret("tok-prefix-and-the-rest-of-a-longer-secret")
+    text = "a: tok-prefix-and-the-rest-of-a-longer-secret, b: tok-prefix"
+    assert redact(text) == "a: ***, b: ***"
