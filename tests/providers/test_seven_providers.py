@@ -179,3 +179,28 @@ def test_a_secret_that_prefixes_another_leaves_nothing_of_either() -> None:
     register_secret("tok-prefix-and-the-rest-of-a-longer-secret")
     text = "a: tok-prefix-and-the-rest-of-a-longer-secret, b: tok-prefix"
     assert redact(text) == "a: ***, b: ***"
+
+
+async def test_each_transport_takes_an_aiohttp_session_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-env-key")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-env-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-env-key")
+    async with aiohttp.ClientSession() as session:
+        for cls in (AzureOpenAITransport, GeminiTransport, BedrockTransport):
+            transport = cls(session)
+            assert transport.session is session, cls
+            assert "env-key" in json_dumps(transport.auth_headers()), cls  # key from the env
+            with pytest.raises(TypeError):
+                cls(session, session=session)
+
+
+def json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

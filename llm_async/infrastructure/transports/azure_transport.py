@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import AuthenticationError, ConfigurationError, LLMError, register_secret
@@ -133,7 +134,8 @@ class AzureOpenAITransport(OpenAITransport):
     ``AZURE_OPENAI_ENDPOINT`` and ``api_version`` to ``OPENAI_API_VERSION``, then
     :data:`DEFAULT_API_VERSION`; pass ``api_version=None`` for the v1 path. ``deployments``
     maps model names to deployment names (a model without an entry is its own deployment).
-    ``token_provider`` replaces the key with ``Authorization: Bearer <token>``.
+    ``token_provider`` replaces the key with ``Authorization: Bearer <token>``. An
+    ``aiohttp.ClientSession`` given first (or as ``session=``) is used for every call.
     """
 
     provider: ClassVar[str] = "azure"
@@ -143,10 +145,15 @@ class AzureOpenAITransport(OpenAITransport):
     env_api_version: ClassVar[str] = "OPENAI_API_VERSION"
     request_id_headers: ClassVar[tuple[str, ...]] = ("apim-request-id", "x-request-id",
                                                     "x-ms-request-id")
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, *,
                  endpoint: str | None = None, api_version: Any = _FROM_ENV,
                  deployments: Mapping[str, str] | None = None,
                  token_provider: TokenProvider | None = None, **kwargs: Any) -> None:
+        if isinstance(api_key, aiohttp.ClientSession):  # AzureOpenAITransport(session)
+            if "session" in kwargs:
+                raise TypeError("AzureOpenAITransport() got two aiohttp sessions")
+            api_key, kwargs["session"] = None, api_key
         if endpoint is not None and base_url is not None and endpoint != base_url:
             raise TypeError("give endpoint or base_url, not both")
         base_url = endpoint if endpoint is not None else base_url

@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import aiohttp
 from yarl import URL
 
 from ... import _json
@@ -226,6 +227,7 @@ class BedrockTransport(HTTPTransport):
     ``AWS_BEARER_TOKEN_BEDROCK``) for a Bedrock API key, else SigV4 with ``credentials`` (a
     botocore credentials object), ``aws_access_key_id``/``aws_secret_access_key``/
     ``aws_session_token``, or the standard chain of ``profile`` (default: the chain's default).
+    An ``aiohttp.ClientSession`` given first (or as ``session=``) is used for every call.
     """
 
     provider: ClassVar[str] = "bedrock"
@@ -235,11 +237,16 @@ class BedrockTransport(HTTPTransport):
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-amzn-requestid", "x-amz-request-id")
     service: ClassVar[str] = "bedrock"
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, *,
                  region: str | None = None, profile: str | None = None,
                  aws_access_key_id: str | None = None, aws_secret_access_key: str | None = None,
                  aws_session_token: str | None = None, credentials: Any = None,
                  **kwargs: Any) -> None:
+        if isinstance(api_key, aiohttp.ClientSession):  # BedrockTransport(session)
+            if "session" in kwargs:
+                raise TypeError("BedrockTransport() got two aiohttp sessions")
+            api_key, kwargs["session"] = None, api_key
         explicit = aws_access_key_id is not None or aws_secret_access_key is not None
         if explicit and (aws_access_key_id is None or aws_secret_access_key is None):
             raise TypeError("give both aws_access_key_id and aws_secret_access_key")
@@ -261,7 +268,8 @@ class BedrockTransport(HTTPTransport):
                     "no AWS region: set AWS_REGION, pass region=, or configure one for the "
                     "profile", variable="AWS_REGION")
             base_url = f"https://bedrock-runtime.{region}.amazonaws.com"
-        super().__init__(api_key or None, base_url, **kwargs)
+        # "" when signing: the base class must not read the key variable a second time.
+        super().__init__(api_key or "", base_url, **kwargs)
         self.region = region or ""
         self.profile = profile
         self._credentials: Any = credentials

@@ -45,6 +45,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import aiohttp
+
 from ... import _json
 from ...errors import (
     APIStatusError,
@@ -280,7 +282,8 @@ class GeminiTransport(HTTPTransport):
     ``:streamGenerateContent?alt=sse``) with ``x-goog-api-key``.
 
     ``api_key`` defaults to ``GEMINI_API_KEY`` (then ``GOOGLE_API_KEY``) and ``base_url`` to
-    ``GEMINI_BASE_URL``, then ``https://generativelanguage.googleapis.com/v1beta``.
+    ``GEMINI_BASE_URL``, then ``https://generativelanguage.googleapis.com/v1beta``. An
+    ``aiohttp.ClientSession`` given first (or as ``session=``) is used for every call.
     """
 
     provider: ClassVar[str] = "gemini"
@@ -289,8 +292,12 @@ class GeminiTransport(HTTPTransport):
     env_base_url: ClassVar[str] = "GEMINI_BASE_URL"
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "x-goog-request-id")
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, api_key: str | aiohttp.ClientSession | None = None,
+                 base_url: str | None = None, **kwargs: Any) -> None:
+        if isinstance(api_key, aiohttp.ClientSession):  # GeminiTransport(session)
+            if "session" in kwargs:
+                raise TypeError("GeminiTransport() got two aiohttp sessions")
+            api_key, kwargs["session"] = None, api_key
         if api_key is None:
             api_key = os.environ.get(self.env_api_key) or os.environ.get("GOOGLE_API_KEY")
         if base_url is None:
