@@ -153,9 +153,14 @@ class CorpusServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         case = self.cases[request.match_info["case"]]
         await request.read()
+        body = case["body"]
+        if b"__API_KEY__" in body:  # the recording echoes the key the client sent
+            key = request.headers.get("x-api-key") or request.headers.get(
+                "Authorization", "").removeprefix("Bearer ")
+            body = body.replace(b"__API_KEY__", key.encode())
         resp = web.StreamResponse(status=case["status"], headers=case["headers"])
         await resp.prepare(request)
-        for piece in pieces(case["body"], case["split"], case["id"]):
+        for piece in pieces(body, case["split"], case["id"]):
             await resp.write(piece)
         await resp.write_eof()
         return resp
@@ -357,15 +362,20 @@ async def run_sdk(base_url: str, case: dict[str, Any], mode: str) -> dict[str, A
         return sdk_openai(state.current_completion_snapshot)
 
 
+#: The keys our transports send; some recordings echo them back in their error body.
+API_KEYS = {"anthropic": "sk-ant-replay-7f3a", "openrouter": "sk-or-replay-7f3a",
+            "openai": "sk-replay-7f3a", "other": "replay-key-7f3a"}
+
+
 def make_transport(kind: str, base_url: str) -> Any:
     if kind == "anthropic":
-        return AnthropicTransport(api_key="sk-ant-test", base_url=base_url)
+        return AnthropicTransport(api_key=API_KEYS[kind], base_url=base_url)
     if kind == "openrouter":
-        return OpenRouterTransport(api_key="sk-or-test", base_url=base_url)
+        return OpenRouterTransport(api_key=API_KEYS[kind], base_url=base_url)
     if kind == "openai":
-        return OpenAITransport(api_key="sk-test", base_url=base_url)
+        return OpenAITransport(api_key=API_KEYS[kind], base_url=base_url)
     module, cls = next((m, c) for n, m, c in PROVIDER_TRANSPORTS.values() if n == kind)
-    return _transport_class(module, cls)(api_key="test-key", base_url=base_url)
+    return _transport_class(module, cls)(api_key=API_KEYS["other"], base_url=base_url)
 
 
 #: Expectations written from the body, for payloads the official SDKs cannot read.
@@ -423,7 +433,8 @@ async def test_replay(corpus_server: CorpusServer, case: dict[str, Any], mode: s
                 status = error.cause.status
             assert status == want["status"]
         assert error.retryable == want["retryable"]
-        assert "dummy" not in str(error) and "dummy" not in repr(error.body)
+        for key in API_KEYS.values():  # a key echoed by the provider never survives
+            assert key not in str(error) and key not in repr(error) and key not in error.message
         assert sdk_error is not None, "the official SDK read an answer where we saw an error"
         return
     assert error is None, f"{case['id']}: {error!r}"
