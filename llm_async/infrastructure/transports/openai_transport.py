@@ -522,7 +522,30 @@ class _OpenAIStreamParser:
                 self._pending(extras)
         out: list[ChatChunk] = []
         for choice in choices:
-            if not isinstance(choice, dict) and not isinstance(choice, Mapping):
+            if type(choice) is dict:
+                # The common chunk (choice 0, text or tool-call fragments, nothing else) is
+                # read inline; anything more goes through choice_chunk.
+                delta = choice.get("delta")
+                if (not choice.get("index") and type(delta) is dict and len(delta) <= 2
+                        and len(choice) <= 4 and _COMMON_DELTA_FIELDS.issuperset(delta)
+                        and _COMMON_CHOICE_FIELDS.issuperset(choice)
+                        and choice.get("logprobs") is None):
+                    text = delta.get("content") or ""
+                    if type(text) is str:
+                        raw_calls = delta.get("tool_calls")
+                        calls = self.tool_call_deltas(raw_calls) if raw_calls else []
+                        reason = choice.get("finish_reason")
+                        if reason is not None:
+                            reason = finish_reason(reason)
+                            self.finished = True
+                        if text or calls or reason is not None:
+                            chunk = ChatChunk.construct_fast(text, calls, reason, None,
+                                                             chunk_id, model)
+                            if reason is not None and 0 in self._details:
+                                chunk.parts = self.detail_parts(0)
+                            out.append(chunk)
+                        continue
+            elif not isinstance(choice, Mapping):
                 continue
             index = choice.get("index", 0)
             if not isinstance(index, int):
@@ -583,8 +606,8 @@ class _OpenAIStreamParser:
             reason = finish_reason(reason)
             self.finished = True
             self._open.discard(index)
-        else:
-            self._open.add(index)
+        elif index:
+            self._open.add(index)  # choice 0 counts as finished once any finish was seen
         if not (text or calls or reason is not None or reasoning or refusal or cited
                 or logprobs):
             return None
