@@ -384,9 +384,9 @@ class ChatStream:
         return self._assembler.text
 
     async def text_stream(self) -> AsyncGenerator[str, None]:
-        """Only the text deltas."""
+        """Only the text deltas (of the first choice when ``n`` > 1 was asked for)."""
         async for chunk in self:
-            if chunk.delta:
+            if chunk.delta and not chunk.index:
                 yield chunk.delta
 
     async def get_final_response(self) -> ChatResponse:

@@ -298,9 +298,9 @@ class SyncChatStream:
         return chunk
 
     def text_stream(self) -> Iterator[str]:
-        """Only the text deltas."""
+        """Only the text deltas (of the first choice when ``n`` > 1 was asked for)."""
         for chunk in self:
-            if chunk.delta:
+            if chunk.delta and not chunk.index:
                 yield chunk.delta
 
     def get_final_response(self) -> ChatResponse:

@@ -196,3 +196,13 @@ def test_a_cached_answer_replays_its_reasoning_blocks_refusal_and_extras() -> No
     assert replayed.parts == stored.parts and replayed.reasoning == "hmm"
     assert replayed.refusal == stored.refusal and replayed.extras == stored.extras
     assert (replayed.text, replayed.usage) == (stored.text, stored.usage)
+
+
+async def test_text_stream_follows_the_first_choice(mock_server: MockProviderServer) -> None:
+    async with AsyncLLMClient("openai", api_key="k", base_url=mock_server.base_url,
+                              layers=[]) as client:
+        stream = client.stream(model="m", n=3, messages=[{"role": "user", "content": "hi"}])
+        text = "".join([piece async for piece in stream.text_stream()])
+        final = stream.final_response
+        assert final is not None and len(final.choices) == 3
+        assert text == final.text != final.choices[1].text
