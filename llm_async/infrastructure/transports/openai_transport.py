@@ -551,9 +551,9 @@ class _OpenAIStreamParser:
             if not isinstance(index, int):
                 raise ProtocolError(f"malformed choice index: {index!r:.40}",
                                     provider=self.transport.provider)
-            chunk = self.choice_chunk(choice, index, chunk_id, model)
-            if chunk is not None:
-                out.append(chunk)
+            general = self.choice_chunk(choice, index, chunk_id, model)
+            if general is not None:
+                out.append(general)
         if usage is not None:
             out.append(ChatChunk.construct_fast("", [], None, usage, chunk_id, model))
         if out and self._extras is not None:
