@@ -39,7 +39,8 @@ class Attempt:
 
     ``sent`` turns true once the request body may have reached the provider: from then on the
     attempt is billable, whatever happens next (cancel, timeout, cut stream). ``usage`` is what
-    the provider reported for it, if anything; ``error`` the error it ended with, if any.
+    the provider reported for it, if anything; ``error`` the error it ended with, if any;
+    ``cost`` what the cost layer billed for it (its only writer).
     """
 
     number: int
@@ -49,6 +50,8 @@ class Attempt:
     usage: Usage | None = None
     error: BaseException | None = None
     request_id: str | None = None
+    #: What the cost layer billed for this attempt (``None``: not billed, or unpriced).
+    cost: Decimal | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -71,7 +74,9 @@ class CallContext:
     ``answered_model``                  fallback layer: model that answered, if not the first
     ``queue_wait``                      concurrency and rate-limit layers: seconds spent queued
     ``circuit_recheck``                 breaker layer: re-checks the breaker after queueing
-    ``cost`` / ``cost_estimated``       cost layer: what the call cost, and whether estimated
+    ``cost`` / ``cost_estimated``       cost layer: what the call cost so far (every billed
+                                        attempt), and whether part of it was estimated
+    ``billed_attempts``                 cost layer: attempts of this call written to the ledger
     ==================================  ==========================================================
     """
 
@@ -90,6 +95,7 @@ class CallContext:
     circuit_recheck: Callable[[], None] | None = None
     cost: Decimal | None = None
     cost_estimated: bool = False
+    billed_attempts: int = 0
 
     def event(self, name: str, **attributes: Any) -> None:
         """Report ``name`` (``retry``, ``cache_hit``, ``fallback``, ...) to every listener."""

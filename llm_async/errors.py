@@ -31,6 +31,7 @@
     ├── CircuitBreakerOpenError              the breaker rejected the call (``retry_after``)
     ├── RateLimiterError                     our own limiter cannot admit the call
     ├── BudgetExceededError                  a hard budget would be crossed; nothing was sent
+    │   └── UnpricedModelError               a hard budget applies but the model has no price
     └── FallbackExhaustedError               every model of a fallback chain failed
 
 Each class carries a ``kind`` (:class:`ErrorKind`): the one classification that retry, the
@@ -84,6 +85,7 @@ __all__ = [
     "StreamError",
     "StructuredOutputError",
     "ToolArgumentsError",
+    "UnpricedModelError",
     "UnprocessableEntityError",
     "describe_error",
     "detached",
@@ -572,6 +574,16 @@ class BudgetExceededError(LLMError):
         self.spent = spent
         self.reserved = reserved
         self.requested = requested
+
+
+class UnpricedModelError(BudgetExceededError):
+    """A hard budget applies but the ``model`` has no price, so its cost cannot be bounded;
+    nothing was sent. Price the model (the message says how) or allow unpriced calls
+    explicitly."""
+
+    def __init__(self, message: str, *, model: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.model = model
 
 
 class FallbackExhaustedError(LLMError):

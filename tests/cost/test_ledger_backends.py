@@ -1,6 +1,7 @@
-"""The ledger contract on every backend (memory, SQLite, Redis), and what only the durable and
-shared ones promise: SQLite keeps every committed record through a restart and a kill -9,
-Redis reservations are atomic and expire when their worker dies."""
+"""The ledger contract on every backend (memory, SQLite, Redis): atomic all-or-nothing
+reservations, leases that are renewed and, once expired, charged at the reserved amount (never
+dropped), late settlements that replace that charge; and what only the durable and shared ones
+promise: SQLite keeps every committed record through a restart and a kill -9."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from llm_async.application.cost_manager import (
     BudgetConfig,
     BudgetPeriod,
     CostManager,
+    Hold,
     MemoryLedger,
     UsageRecord,
 )
@@ -51,12 +53,18 @@ def record(cost: str | None, user: str | None = "u1", **fields: Any) -> UsageRec
                        cost=Decimal(cost) if cost is not None else None, **fields)
 
 
+def hold(rid: str, amount: int, checks: list[BudgetCheck], expires: float,
+         charge: UsageRecord | None = None) -> Hold:
+    counters = (KEY_A, KEY_B) if charge is not None else ()
+    return Hold(rid, amount, tuple(checks), expires, charge, counters)
+
+
 def test_reserve_is_all_or_nothing(ledger: Any) -> None:
     now = time.time()
     checks = [BudgetCheck("a", KEY_A, 100), BudgetCheck("b", KEY_B, 50)]
-    assert ledger.reserve("r1", 40, checks, now + 60, now).ok
+    assert ledger.reserve(hold("r1", 40, checks, now + 60), now).ok
     assert ledger.reserved(["a", "b"], now) == [40, 40]
-    refused = ledger.reserve("r2", 20, checks, now + 60, now)  # b: 40 + 20 > 50
+    refused = ledger.reserve(hold("r2", 20, checks, now + 60), now)  # b: 40 + 20 > 50
     assert (refused.ok, refused.budget, refused.spent, refused.reserved) == (False, "b", 0, 40)
     assert ledger.reserved(["a", "b"], now) == [40, 40]  # nothing taken from "a" either
     ledger.release("r1")
@@ -67,7 +75,7 @@ def test_reserve_is_all_or_nothing(ledger: Any) -> None:
 def test_commit_settles_counts_and_reports(ledger: Any) -> None:
     now = time.time()
     checks = [BudgetCheck("a", KEY_A, 10**9)]
-    assert ledger.reserve("r1", 5000, checks, now + 60, now).ok
+    assert ledger.reserve(hold("r1", 5000, checks, now + 60), now).ok
     first = record("0.000003")
     totals = ledger.commit(first, [KEY_A, KEY_B, ("total", "all", "model", "gpt-4o")], "r1",
                            [KEY_A])
@@ -88,19 +96,60 @@ def test_commit_settles_counts_and_reports(ledger: Any) -> None:
     assert [r.cost for r in ledger.recent(1)] == [None]
 
 
-def test_expired_reservations_stop_holding_budget(ledger: Any) -> None:
+def test_an_expired_lease_is_charged_at_its_reserved_amount(ledger: Any) -> None:
     now = time.time()
     checks = [BudgetCheck("a", KEY_A, 100)]
-    assert ledger.reserve("crashed", 90, checks, now + 5, now).ok  # its worker never returns
-    assert not ledger.reserve("r2", 20, checks, now + 60, now).ok
-    later = now + 10
+    charge = UsageRecord(model="gpt-4o", user_id="u1", cost=Decimal("0.00000009"),
+                         reserved=Decimal("0.00000009"), estimated=True,
+                         outcome="lease_expired", call_id="c1")
+    assert ledger.reserve(hold("crashed", 90, checks, now + 5, charge), now).ok
+    assert not ledger.reserve(hold("r2", 20, checks, now + 60), now).ok
+    later = now + 10  # its worker never renewed: the lease ran out
     assert ledger.reserved(["a"], later) == [0]
-    assert ledger.reserve("r3", 20, checks, later + 60, later).ok
+    a, b = ledger.read([KEY_A, KEY_B])
+    assert (a.cost, a.requests, a.estimated, a.lease_expired) == (90, 1, 1, 1)
+    assert b.cost == 90
+    [kept] = ledger.recent(5)
+    assert (kept.outcome, kept.call_id, kept.cost) == ("lease_expired", "c1", Decimal("9E-8"))
+    # The spend stays: only 10 is left of the limit.
+    assert not ledger.reserve(hold("r3", 20, checks, later + 60), later).ok
+    assert ledger.reserve(hold("r4", 10, checks, later + 60), later).ok
+
+
+def test_renewed_leases_keep_holding(ledger: Any) -> None:
+    now = time.time()
+    checks = [BudgetCheck("a", KEY_A, 100)]
+    assert ledger.reserve(hold("live", 60, checks, now + 5), now).ok
+    assert ledger.reserve(hold("dead", 30, checks, now + 5), now).ok
+    assert ledger.renew(["live"], now + 20, now + 4) == []
+    assert ledger.reserved(["a"], now + 10) == [60]  # "dead" was charged, "live" still holds
+    assert ledger.read([KEY_A])[0].cost == 30
+    assert ledger.renew(["live", "dead"], now + 40, now + 11) == ["dead"]
+    assert ledger.reserved(["a"], now + 30) == [60]
+
+
+def test_a_late_settlement_replaces_the_expiry_charge(ledger: Any) -> None:
+    now = time.time()
+    checks = [BudgetCheck("a", KEY_A, 1000)]
+    charge = UsageRecord(model="gpt-4o", cost=Decimal("0.0000005"), estimated=True,
+                         outcome="lease_expired")
+    assert ledger.reserve(hold("slow", 500, checks, now + 1, charge), now).ok
+    assert ledger.reserved(["a"], now + 2) == [0]  # expired and charged
+    assert ledger.read([KEY_A])[0].cost == 500
+    # The hung worker comes back and settles with the real bill: it replaces the charge.
+    ledger.commit(record("0.00000012"), [KEY_A, KEY_B], "slow", [])
+    a = ledger.read([KEY_A])[0]
+    assert (a.cost, a.requests, a.lease_expired, a.estimated) == (120, 1, 0, 0)
+    # A reservation charged and then released (nothing was sent) leaves nothing behind.
+    assert ledger.reserve(hold("idle", 300, checks, now + 1, charge), now).ok
+    assert ledger.reserved(["a"], now + 2) == [0]
+    ledger.release("idle")
+    assert ledger.read([KEY_A])[0].cost == 120
 
 
 def test_clear(ledger: Any) -> None:
     now = time.time()
-    ledger.reserve("r", 1, [BudgetCheck("a", KEY_A, 10)], now + 60, now)
+    ledger.reserve(hold("r", 1, [BudgetCheck("a", KEY_A, 10)], now + 60), now)
     ledger.commit(record("0.1"), [KEY_A], None, [])
     ledger.clear()
     assert ledger.read([KEY_A])[0].cost == 0 and ledger.recent(5) == []

@@ -15,22 +15,41 @@ from llm_async import ConfigurationError, Usage
 from llm_async.application.pricing import ModelPrice, PricingCatalog, get_pricing_catalog
 
 
-def test_shipped_catalogue_is_valid_sourced_and_dated() -> None:
+def test_prices_come_from_genai_prices_offline_and_the_overrides_file_is_small() -> None:
+    from genai_prices import data_snapshot
+
     catalog = PricingCatalog.default()
-    assert len(catalog) >= 30
-    providers = {p.provider for p in catalog}
-    assert {"openai", "anthropic", "openrouter"} <= providers
-    for price in catalog:
-        assert price.source.startswith("https://"), price.key
-        assert date(2024, 1, 1) <= price.as_of <= date(2030, 1, 1)
-        assert price.output >= price.input, price.key
+    raw = json.loads(Path(__file__).parents[2].joinpath(
+        "llm_async/data/pricing.json").read_text("utf-8"))
+    assert len(catalog) == len(raw["models"])  # only models genai-prices lacks
+    for key, info in raw["model_info"].items():
+        provider, _, model = key.partition("/")
+        price = catalog.lookup(model, provider)
+        assert price is not None, key
+        assert price.source.startswith("genai-prices "), key
+        assert price.output >= price.input > 0, key
         if price.cached_input is not None:
-            assert price.cached_input < price.input, price.key
-        if price.alternative:
-            alt = catalog.lookup(price.alternative, price.provider) or catalog.lookup(
-                price.alternative)
-            assert alt is not None, f"{price.key}: alternative {price.alternative} unknown"
-            assert alt.output < price.output, price.key
+            assert price.cached_input < price.input, key
+        assert price.max_output_tokens == info.get("max_output_tokens"), key
+        if "alternative" in info:
+            alt = catalog.lookup(info["alternative"], provider)
+            assert alt is not None, f"{key}: alternative {info['alternative']} unknown"
+            assert alt.output < price.output, key
+    # Read from the data bundled in the wheel: the network auto-update was never started.
+    assert data_snapshot._custom_snapshot is None
+
+
+def test_each_price_is_resolved_once_into_integer_rates() -> None:
+    catalog = PricingCatalog.default()
+    first = catalog.lookup("gpt-4o-mini", "openai")
+    assert first is not None and catalog.lookup("gpt-4o-mini", "openai") is first
+    assert first.cost_nano(Usage(input_tokens=1000, output_tokens=500)) == 450_000
+    assert first.cost(Usage(input_tokens=1000, output_tokens=500)) == Decimal("0.00045")
+    # The worst case rounds up, never down: 7 input tokens at $0.15/M is 1,050 nano-dollars.
+    assert first.worst_case_nano(7, 0) == 1050 and first.worst_case_nano(1, 0) == 150
+    odd = ModelPrice(provider="x", model="m", input=Decimal("0.0833333333333333"),
+                     output=Decimal(1), source="s", as_of=date(2026, 1, 1))
+    assert odd.worst_case_nano(3, 0) == 250  # 249.9999… nano-dollars, rounded up
 
 
 def test_packaged_file_is_found_through_importlib_resources() -> None:
@@ -46,12 +65,11 @@ def test_packaged_file_is_found_through_importlib_resources() -> None:
         ("gpt-4o", "openai", "openai/gpt-4o"),
         ("gpt-4o-2024-08-06", "openai", "openai/gpt-4o"),
         ("gpt-4-0613", "openai", "openai/gpt-4"),
-        ("chatgpt-4o-latest", "openai", "openai/gpt-4o"),
-        ("openai/gpt-4o", "openrouter", "openai/gpt-4o"),
-        ("openai/gpt-4o:nitro", "openrouter", "openai/gpt-4o"),
-        ("anthropic/claude-3.5-sonnet", "openrouter", "anthropic/claude-3-5-sonnet"),
-        ("anthropic/claude-3-5-haiku-20241022", "openrouter", "anthropic/claude-3-5-haiku"),
-        ("claude-3-5-haiku-20241022", "anthropic", "anthropic/claude-3-5-haiku"),
+        ("chatgpt-4o-latest", "openai", "openai/chatgpt-4o-latest"),
+        ("openai/gpt-4o", "openrouter", "openrouter/openai/gpt-4o"),
+        ("openai/gpt-4o:nitro", "openrouter", "openrouter/openai/gpt-4o"),
+        ("anthropic/claude-3.5-sonnet", "openrouter", "openrouter/anthropic/claude-3.5-sonnet"),
+        ("claude-3-5-haiku-20241022", "anthropic", "anthropic/claude-3-5-haiku-latest"),
         ("claude-sonnet-4-5", "anthropic", "anthropic/claude-sonnet-4-5"),
         ("google/gemini-2.5-pro", "openrouter", "openrouter/google/gemini-2.5-pro"),
         ("gpt-4", None, "openai/gpt-4"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_async import build_request
-from llm_async.application import tokens
+from llm_async.application.cost_manager import tokens
 from llm_async.application.tokens import (
     IMAGE_TOKENS,
     TokenEstimator,

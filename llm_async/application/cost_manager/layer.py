@@ -1,0 +1,392 @@
+"""The cost layer: every attempt that was sent is billed, and none is sent unless its worst case
+fits the hard budgets.
+
+The layer sits inside retry and fallback, so it sees each attempt on its own::
+
+    ... → fallback → retry → cost → circuit breaker → limits → transport
+
+For every attempt it bounds the cost (input from :func:`~.tokens.input_token_bound`, output
+from the ``max_tokens`` sent, at the model's dearest rates), reserves that bound on every hard
+budget the call falls under (waiting, FIFO, for calls in flight when that is what stands in the
+way), sends, and settles: a ledger record per attempt that was sent, linked to its logical call
+by ``call_id``. What is billed when is written down in ``docs/cost/07-billing.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...context import Attempt, CallContext
+from ...domain.ports import Handler, Layer
+from ...errors import (
+    APIStatusError,
+    APITimeoutError,
+    InvalidRequestError,
+    LLMError,
+    StreamError,
+    UnpricedModelError,
+)
+from ...types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, Usage
+from .manager import CostManager, sanitize_usage
+from .money import ZERO, from_nano
+from .pricing import ModelPrice, how_to_price
+from .records import Outcome, Reservation, UsageRecord
+from .tokens import input_token_bound
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "CostLayer", "cost_layer_factory"]
+
+logger = logging.getLogger("llm_async.cost")
+
+#: The output cap sent (and reserved) when a hard budget applies and the caller set no
+#: ``max_tokens`` (lowered to the model's documented maximum output when that is smaller).
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+#: Prompts with more characters than this get no prompt fingerprints (hashing them would hold
+#: the event loop); the recommendations then skip them.
+_HASH_LIMIT = 1 << 20
+
+
+def _message_key(message: Message) -> str:
+    """A canonical text of one message: ``role`` and text for a plain text message (the usual
+    case, no encoding needed), its sorted JSON otherwise."""
+    if (type(message.content) is str and message.name is None and message.tool_calls is None
+            and message.tool_call_id is None):
+        return f"{message.role}\x1f{message.content}"
+    return json.dumps(message.model_dump(exclude_none=True), sort_keys=True, default=str)
+
+
+def prompt_hashes(request: ChatRequest) -> tuple[str | None, str | None]:
+    """``(prompt_hash, prefix_hash)``: fingerprints of the model with the whole conversation
+    (and tools), and with every message but the last (``None`` for a single message, and both
+    ``None`` for a prompt over a mebibyte of text)."""
+    messages = request.messages
+    if sum(len(m.content) if type(m.content) is str else 0 for m in messages) > _HASH_LIMIT:
+        return None, None
+    if len(messages) == 1 and not request.tools:
+        digest = hashlib.sha256(
+            f"{request.model}\x1e{_message_key(messages[0])}\x1d".encode()).hexdigest()
+        return digest[:32], None
+    keys = [_message_key(m) for m in messages]
+    head = hashlib.sha256(f"{request.model}\x1e".encode())
+    for key in keys[:-1]:
+        head.update(key.encode())
+        head.update(b"\x1e")
+    prefix_hash = head.hexdigest()[:32] if len(keys) > 1 else None
+    whole = head.copy()
+    whole.update(keys[-1].encode())
+    whole.update(b"\x1d")
+    if request.tools:
+        whole.update(json.dumps([t.model_dump() for t in request.tools], sort_keys=True,
+                                default=str).encode())
+    return whole.hexdigest()[:32], prefix_hash
+
+
+class _Plan:
+    """What the layer knows about one attempt before sending it."""
+
+    __slots__ = ("bound", "hard", "images", "input_bound", "output_bound", "price",
+                 "request")
+
+    def __init__(self, request: ChatRequest, price: ModelPrice | None, hard: bool) -> None:
+        self.request = request
+        self.price = price
+        self.hard = hard
+        self.images = 0
+        self.input_bound = 0
+        self.output_bound = 0
+        self.bound: int | None = None
+
+    def compute_bound(self, default_output: int) -> int | None:
+        """The attempt's worst case in nano-dollars (``None`` when unpriced)."""
+        if self.bound is None and self.price is not None:
+            request = self.request
+            self.input_bound = input_token_bound(request)
+            self.output_bound = request.max_tokens or default_output
+            self.images = _images(request)
+            self.bound = self.price.worst_case_nano(self.input_bound, self.output_bound,
+                                                    images=self.images)
+        return self.bound
+
+
+def _images(request: ChatRequest) -> int:
+    return sum(isinstance(p, ImagePart) for m in request.messages
+               if isinstance(m.content, list) for p in m.content)
+
+
+def _outcome(error: BaseException | None, seen: int) -> Outcome:
+    if error is None:
+        return "complete"
+    if isinstance(error, StreamError):
+        return "cut"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    if isinstance(error, APITimeoutError | TimeoutError):
+        return "timed_out"
+    return "cut" if seen else "failed"
+
+
+class CostLayer(Layer):
+    """Reserves each attempt's worst-case cost, sends it, and bills every attempt that was sent.
+
+    Options: ``manager`` (default: the process-wide one); ``default_max_tokens``: the output
+    cap sent and reserved when a hard budget applies and the request sets no ``max_tokens``
+    (the model's documented maximum output when that is smaller); ``cap_output=True`` sends
+    that cap even without a hard budget; ``unknown_price``: ``"reject"`` (the default) refuses
+    a call to a model without a price while a hard budget applies, with
+    :class:`~llm_async.errors.UnpricedModelError`; ``"allow"`` sends it unchecked (a warning
+    is logged; the attempt is recorded with ``cost=None``).
+
+    ``response.cost`` / ``ctx.cost`` is the call's bill so far (every attempt of the call);
+    ``cost_estimated`` says part of it was billed at a reserved bound because the provider did
+    not report usage.
+    """
+
+    def __init__(
+        self,
+        inner: Handler,
+        manager: CostManager | None = None,
+        *,
+        default_max_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        cap_output: bool = False,
+        unknown_price: Literal["allow", "reject"] = "reject",
+    ) -> None:
+        super().__init__(inner)
+        if manager is None:
+            from . import get_cost_manager
+
+            manager = get_cost_manager()
+        self.manager = manager
+        if default_max_tokens <= 0:
+            raise InvalidRequestError("default_max_tokens must be > 0",
+                                      field="default_max_tokens")
+        if unknown_price not in ("allow", "reject"):
+            raise InvalidRequestError("unknown_price must be 'allow' or 'reject'",
+                                      field="unknown_price")
+        self.default_max_tokens = default_max_tokens
+        self.cap_output = cap_output
+        self.unknown_price = unknown_price
+
+    # -- before sending ------------------------------------------------------------------
+
+    def _plan(self, request: ChatRequest) -> _Plan:
+        manager = self.manager
+        price = manager.pricing.lookup(request.model, request.provider)
+        hard = bool(manager.hard_budgets(request.user_id, request.project_id, request.model))
+        if request.max_tokens is None and (hard or self.cap_output):
+            cap = self.default_max_tokens
+            if price is not None and price.max_output_tokens is not None:
+                cap = min(cap, price.max_output_tokens)
+            request = request.model_copy(update={"max_tokens": cap})
+        return _Plan(request, price, hard)
+
+    async def _reserve(self, plan: _Plan, ctx: CallContext) -> Reservation | None:
+        if not plan.hard:
+            return None
+        request = plan.request
+        if plan.price is None:
+            if self.unknown_price == "reject":
+                raise UnpricedModelError(
+                    f"model {request.model!r} (provider {request.provider or 'unknown'}) has "
+                    f"no price, so a hard budget cannot bound its cost; nothing was sent. "
+                    f"{how_to_price(request.model)} Or pass "
+                    f"CostLayer(unknown_price='allow') to send unpriced calls unchecked.",
+                    model=request.model)
+            self.manager.pricing.warn_unknown(request.model, request.provider)
+            logger.warning("sending a call to unpriced model %r unchecked by the hard budgets "
+                           "(unknown_price='allow')", request.model)
+            return None
+        bound = plan.compute_bound(self.default_max_tokens)
+        assert bound is not None
+        charge = self._record(plan, ctx, None, bound=bound, outcome="lease_expired",
+                              attempt_no=ctx.attempt or len(ctx.attempts) + 1)
+        return await self.manager.areserve(bound, model=request.model,
+                                           user_id=request.user_id,
+                                           project_id=request.project_id, charge=charge)
+
+    # -- billing -------------------------------------------------------------------------
+
+    def _record(self, plan: _Plan, ctx: CallContext, attempt: Attempt | None, *,
+                usage: Usage | None = None, provider_cost: float | None = None,
+                bound: int | None = None, outcome: Outcome = "complete",
+                flags: tuple[str, ...] = (), reservation: Reservation | None = None,
+                attempt_no: int | None = None, request_id: str | None = None,
+                zero: bool = False) -> UsageRecord:
+        request = plan.request
+        model = attempt.model if attempt is not None else request.model
+        provider = attempt.provider if attempt is not None else request.provider
+        reserved = reservation.amount if reservation is not None else None
+        cost: Decimal | None = None
+        estimated = False
+        if zero:
+            usage = usage or Usage()
+            cost = ZERO
+        elif usage is None or bound is not None:
+            # No usage reported (or none to trust): billed at the attempt's upper bound.
+            estimated = True
+            if bound is None:
+                bound = plan.compute_bound(self.default_max_tokens)
+            if usage is None:
+                usage = Usage(input_tokens=plan.input_bound, output_tokens=plan.output_bound)
+            cost = from_nano(bound) if bound is not None else None
+        prompt_hash, prefix_hash = prompt_hashes(request)
+        return self.manager.build_record(
+            model, usage=usage, provider=provider, user_id=request.user_id,
+            project_id=request.project_id, images=plan.images, provider_cost=provider_cost,
+            estimated=estimated, reserved=reserved, prompt_hash=prompt_hash,
+            prefix_hash=prefix_hash, request_id=request_id or (
+                attempt.request_id if attempt is not None else None),
+            call_id=ctx.call_id,
+            attempt=attempt_no or (attempt.number if attempt is not None else 1),
+            counts_call=ctx.billed_attempts == 0, outcome=outcome, flags=flags, cost=cost)
+
+    async def _bill(self, record: UsageRecord, reservation: Reservation | None,
+                    ctx: CallContext, attempt: Attempt | None) -> UsageRecord:
+        try:
+            await self.manager.arecord(record, reservation)
+        except LLMError:
+            # The provider was paid: keep the answer, report the lost record.
+            logger.exception("could not record the cost of call %s (%s, $%s)", ctx.call_id,
+                             record.model, record.cost)
+        ctx.billed_attempts += 1
+        if attempt is not None:
+            attempt.cost = record.cost
+        if record.cost is not None:
+            ctx.cost = record.cost if ctx.cost is None else ctx.cost + record.cost
+        if record.estimated:
+            ctx.cost_estimated = True
+        if ctx.listeners:
+            ctx.event("cost", cost=record.cost, estimated=record.estimated,
+                      reserved=record.reserved, outcome=record.outcome,
+                      attempt=record.attempt)
+        return record
+
+    async def _settle(self, plan: _Plan, ctx: CallContext, first: int,
+                      reservation: Reservation | None, *, usage: Usage | None,
+                      provider_cost: float | None, error: BaseException | None,
+                      seen: int, request_id: str | None = None) -> None:
+        """Bill every attempt sent since ``first``; release the reservation if none was."""
+        attempts = [a for a in ctx.attempts[first:] if a.sent]
+        if not attempts:
+            if error is None:
+                # A handler that does not report attempts answered: one attempt was made.
+                attempts_or_none: list[Attempt | None] = [None]
+            else:
+                await self._release(reservation)
+                return
+        else:
+            attempts_or_none = list(attempts)
+        last = len(attempts_or_none) - 1
+        for index, attempt in enumerate(attempts_or_none):
+            final = index == last
+            got = usage if final else None
+            if got is None and attempt is not None:
+                got = attempt.usage
+            err = error if final else (attempt.error if attempt is not None else None)
+            record = self._settle_one(plan, ctx, attempt, got, provider_cost if final else None,
+                                      err, seen if final else 0,
+                                      reservation if index == 0 else None,
+                                      request_id if final else None)
+            await self._bill(record, reservation if index == 0 else None, ctx, attempt)
+
+    def _settle_one(self, plan: _Plan, ctx: CallContext, attempt: Attempt | None,
+                    usage: Usage | None, provider_cost: float | None,
+                    error: BaseException | None, seen: int,
+                    reservation: Reservation | None, request_id: str | None) -> UsageRecord:
+        outcome = _outcome(error, seen)
+        if error is not None and usage is None and isinstance(error, APIStatusError) \
+                and error.status is not None and error.status >= 400 and not seen:
+            # The provider refused with an HTTP error: it generated and bills nothing.
+            return self._record(plan, ctx, attempt, outcome="provider_error", zero=True,
+                                reservation=reservation, request_id=request_id)
+        if usage is not None and usage.total_tokens > 0:
+            clean, flags = sanitize_usage(usage)
+            if flags:
+                logger.warning("odd usage from %s for call %s: %s; billed at the attempt's "
+                               "upper bound", attempt.provider if attempt else "the provider",
+                               ctx.call_id, "; ".join(flags))
+                bound = plan.compute_bound(self.default_max_tokens)
+                return self._record(plan, ctx, attempt, usage=clean,
+                                    provider_cost=provider_cost, bound=bound,
+                                    outcome=outcome, flags=flags, reservation=reservation,
+                                    request_id=request_id)
+            return self._record(plan, ctx, attempt, usage=clean, provider_cost=provider_cost,
+                                outcome=outcome, reservation=reservation,
+                                request_id=request_id)
+        return self._record(plan, ctx, attempt, provider_cost=provider_cost, outcome=outcome,
+                            reservation=reservation, request_id=request_id)
+
+    async def _release(self, reservation: Reservation | None) -> None:
+        """Release on the failure path without hiding the call's own error."""
+        try:
+            await self.manager.arelease(reservation)
+        except LLMError:
+            logger.exception("could not release budget reservation %s",
+                             reservation.id if reservation else "")
+
+    # -- handler -------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        plan = self._plan(request)
+        reservation = await self._reserve(plan, ctx)
+        first = len(ctx.attempts)
+        try:
+            response = await self.inner.chat(plan.request, ctx)
+        except BaseException as exc:
+            await self._settle(plan, ctx, first, reservation, usage=None, provider_cost=None,
+                               error=exc, seen=0)
+            raise
+        await self._settle(plan, ctx, first, reservation, usage=response.usage,
+                           provider_cost=response.provider_cost, error=None, seen=1,
+                           request_id=response.request_id or response.id or None)
+        response.cost = ctx.cost
+        response.cost_estimated = ctx.cost_estimated
+        return response
+
+    async def stream(self, request: ChatRequest,
+                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        plan = self._plan(request)
+        reservation = await self._reserve(plan, ctx)
+        first = len(ctx.attempts)
+        usage: Usage | None = None
+        provider_cost: float | None = None
+        response_id: str | None = None
+        seen = 0
+        error: BaseException | None = None
+        try:
+            async with aclosing(self.inner.stream(plan.request, ctx)) as chunks:
+                async for chunk in chunks:
+                    seen += 1
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if chunk.provider_cost is not None:
+                        provider_cost = chunk.provider_cost
+                    if chunk.id and response_id is None:
+                        response_id = chunk.id
+                    yield chunk
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # The ledger writes inside are shielded: a cancellation cannot lose the record.
+            await self._settle(plan, ctx, first, reservation, usage=usage,
+                               provider_cost=provider_cost, error=error, seen=seen,
+                               request_id=response_id)
+
+    def __repr__(self) -> str:
+        return f"CostLayer(manager={self.manager!r}, inner={type(self.inner).__name__})"
+
+
+def cost_layer_factory(manager: CostManager, **options: Any) -> Callable[[Handler], CostLayer]:
+    """A layer factory for :class:`CostLayer` bound to ``manager``."""
+    from functools import partial
+
+    return partial(CostLayer, manager=manager, **options)

@@ -1,0 +1,292 @@
+"""The ledger port, and the in-process ledger.
+
+A ledger keeps three things: the usage records, the spend counters (sums of the records per
+period window and per user, project and model) and the reservations of calls in flight. A
+reservation is a :class:`~.records.Hold` with a short **lease**: the call renews it while it
+runs; a lease that runs out (its worker was killed or hung) is charged at its reserved amount,
+as a record marked ``lease_expired``, never silently dropped. If the call settles after its
+lease was charged, the charge is replaced by the real bill.
+
+:class:`MemoryLedger` is the default; ``SQLiteLedger`` and ``RedisLedger`` (in
+:mod:`llm_async.infrastructure.state`) implement the same contract for several processes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+from .money import to_nano
+from .records import (
+    BudgetCheck,
+    Counter,
+    CounterKey,
+    Hold,
+    ReserveResult,
+    UsageRecord,
+)
+
+__all__ = ["Ledger", "MemoryLedger", "default_charge"]
+
+#: How many charged-and-expired reservations a ledger remembers, so that a late settlement
+#: replaces the charge instead of adding to it.
+TOMBSTONES = 100_000
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Where usage records, spend counters and budget reservations live.
+
+    Amounts are integer nano-dollars, times are epoch seconds. ``blocking`` says whether the
+    methods do I/O (then the manager runs them in a worker thread). ``reserve`` is atomic: it
+    checks every budget and reserves on all of them, or on none. Every method that reads
+    reservations first charges the ones whose lease has expired.
+    """
+
+    blocking: bool
+
+    def reserve(self, hold: Hold, now: float) -> ReserveResult:
+        """Reserve ``hold.amount`` on every budget of ``hold.checks`` if each one's spend plus
+        its reservations plus the amount stays within its limit."""
+        ...
+
+    def renew(self, ids: Sequence[str], expires_at: float, now: float) -> list[str]:
+        """Extend the leases of ``ids`` to ``expires_at``; returns the ids that are no longer
+        held (their lease had expired and was charged)."""
+        ...
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation whose call sent nothing (unknown ids are ignored; a reservation
+        already charged for an expired lease has that charge undone)."""
+        ...
+
+    def commit(self, record: UsageRecord, counters: Sequence[CounterKey],
+               reservation_id: str | None, watch: Sequence[CounterKey]) -> list[int]:
+        """Atomically append ``record``, add it to ``counters``, settle the reservation (or
+        replace its expired-lease charge), and return the ``cost`` of each ``watch`` counter
+        afterwards."""
+        ...
+
+    def read(self, keys: Sequence[CounterKey]) -> list[Counter]:
+        """The counters of ``keys`` (zero when absent)."""
+        ...
+
+    def reserved(self, budgets: Sequence[str], now: float) -> list[int]:
+        """The amount currently reserved on each budget (expired leases are charged first)."""
+        ...
+
+    def dimension(self, dim: str) -> dict[str, Counter]:
+        """All-time counters of every value of ``dim`` (all, user, project or model)."""
+        ...
+
+    def recent(self, limit: int) -> list[UsageRecord]:
+        """Up to ``limit`` most recent records, oldest first."""
+        ...
+
+    def clear(self) -> None:
+        """Forget every record, counter and reservation."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def default_charge(hold: Hold) -> tuple[UsageRecord, tuple[CounterKey, ...]]:
+    """What an expired hold is charged as: its own ``charge`` record and counters, or (for a
+    hold reserved without one) an anonymous record on its budgets' counters."""
+    if hold.charge is not None:
+        return hold.charge, hold.counters or tuple(c.key for c in hold.checks)
+    from .money import from_nano
+
+    record = UsageRecord(model="unknown", cost=from_nano(hold.amount),
+                         reserved=from_nano(hold.amount), estimated=True,
+                         outcome="lease_expired", counts_call=False)
+    return record, tuple(dict.fromkeys(c.key for c in hold.checks))
+
+
+class MemoryLedger:
+    """The in-process ledger (the default). Thread-safe; keeps the last ``max_records`` records
+    (counters are never truncated)."""
+
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, max_records: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[CounterKey, Counter] = {}
+        self._records: deque[UsageRecord] = deque(maxlen=max_records)
+        self._holds: dict[str, Hold] = {}
+        self._expires: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._reserved: dict[str, int] = {}
+        self._tombs: OrderedDict[str, tuple[Counter, tuple[CounterKey, ...]]] = OrderedDict()
+
+    # -- internals (called with the lock held) ------------------------------------------------
+
+    def _add(self, keys: Sequence[CounterKey], inc: Counter, sign: int = 1) -> None:
+        table = self._counters
+        for key in keys:
+            counter = table.get(key)
+            if counter is None:
+                counter = table[key] = Counter()
+            counter.add(inc, sign)
+
+    def _purge(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            expires, rid = heapq.heappop(heap)
+            if self._expires.get(rid) == expires:
+                self._charge(rid)
+
+    def _charge(self, rid: str) -> None:
+        hold = self._drop(rid)
+        if hold is None:
+            return
+        record, keys = default_charge(hold)
+        inc = Counter.of(record)
+        self._add(keys, inc)
+        self._records.append(record)
+        self._tombs[rid] = (inc, keys)
+        while len(self._tombs) > TOMBSTONES:
+            self._tombs.popitem(last=False)
+
+    def _drop(self, rid: str) -> Hold | None:
+        hold = self._holds.pop(rid, None)
+        if hold is None:
+            return None
+        self._expires.pop(rid, None)
+        for check in hold.checks:
+            left = self._reserved.get(check.name, 0) - hold.amount
+            if left > 0:
+                self._reserved[check.name] = left
+            else:
+                self._reserved.pop(check.name, None)
+        return hold
+
+    def _undo_tomb(self, rid: str) -> None:
+        tomb = self._tombs.pop(rid, None)
+        if tomb is not None:
+            self._add(tomb[1], tomb[0], -1)
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def reserve(self, hold: Hold, now: float) -> ReserveResult:
+        with self._lock:
+            self._purge(now)
+            amount = hold.amount
+            for check in hold.checks:
+                counter = self._counters.get(check.key)
+                spent = counter.cost if counter else 0
+                held = self._reserved.get(check.name, 0)
+                if spent + held + amount > check.limit:
+                    return ReserveResult(False, check.name, spent, held)
+            self._holds[hold.id] = hold
+            self._expires[hold.id] = hold.expires_at
+            heapq.heappush(self._heap, (hold.expires_at, hold.id))
+            for check in hold.checks:
+                self._reserved[check.name] = self._reserved.get(check.name, 0) + amount
+            return ReserveResult(True)
+
+    def renew(self, ids: Sequence[str], expires_at: float, now: float) -> list[str]:
+        with self._lock:
+            self._purge(now)
+            gone = []
+            for rid in ids:
+                if rid in self._holds:
+                    self._expires[rid] = expires_at
+                    heapq.heappush(self._heap, (expires_at, rid))
+                else:
+                    gone.append(rid)
+            return gone
+
+    def release(self, reservation_id: str) -> None:
+        with self._lock:
+            if self._drop(reservation_id) is None:
+                self._undo_tomb(reservation_id)
+
+    def commit(self, record: UsageRecord, counters: Sequence[CounterKey],
+               reservation_id: str | None, watch: Sequence[CounterKey]) -> list[int]:
+        cost = to_nano(record.cost) if record.cost is not None else 0
+        inp, out = record.input_tokens, record.output_tokens
+        cread, cwrite = record.cache_read_tokens, record.cache_write_tokens
+        reasoning, hit = record.reasoning_tokens, int(record.cache_hit)
+        estimated, unpriced = int(record.estimated), int(record.cost is None)
+        calls, flagged = int(record.counts_call), int(bool(record.flags))
+        with self._lock:
+            if reservation_id is not None and self._drop(reservation_id) is None:
+                self._undo_tomb(reservation_id)
+            table = self._counters
+            for key in counters:
+                counter = table.get(key)
+                if counter is None:
+                    counter = table[key] = Counter()
+                # Counter.of(record) added field by field (the hot path of every call).
+                counter.cost += cost
+                counter.requests += 1
+                counter.input_tokens += inp
+                counter.output_tokens += out
+                counter.cache_read_tokens += cread
+                counter.cache_write_tokens += cwrite
+                counter.reasoning_tokens += reasoning
+                counter.cache_hits += hit
+                counter.estimated += estimated
+                counter.unpriced += unpriced
+                counter.calls += calls
+                counter.flagged += flagged
+            self._records.append(record)
+            return [table[k].cost if k in table else 0 for k in watch]
+
+    def read(self, keys: Sequence[CounterKey]) -> list[Counter]:
+        with self._lock:
+            out = []
+            for key in keys:
+                counter = self._counters.get(key)
+                copy = Counter()
+                if counter is not None:
+                    copy.add(counter)
+                out.append(copy)
+            return out
+
+    def reserved(self, budgets: Sequence[str], now: float) -> list[int]:
+        with self._lock:
+            self._purge(now)
+            return [self._reserved.get(name, 0) for name in budgets]
+
+    def dimension(self, dim: str) -> dict[str, Counter]:
+        with self._lock:
+            out: dict[str, Counter] = {}
+            for (period, _window, d, value), counter in self._counters.items():
+                if period == "total" and d == dim:
+                    copy = Counter()
+                    copy.add(counter)
+                    out[value] = copy
+            return out
+
+    def recent(self, limit: int) -> list[UsageRecord]:
+        with self._lock:
+            records = list(self._records)
+        return records[-limit:] if limit < len(records) else records
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counters.clear()
+            self._records.clear()
+            self._holds.clear()
+            self._expires.clear()
+            self._heap.clear()
+            self._reserved.clear()
+            self._tombs.clear()
+
+    def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return (f"MemoryLedger(records={len(self._records)}, "
+                f"reservations={len(self._holds)})")
+
+
+# Kept for readers of the port: a check is (budget name, counter, limit).
+_ = BudgetCheck
