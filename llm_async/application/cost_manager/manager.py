@@ -304,13 +304,13 @@ class CostManager:
         limit, spent = from_nano(check.limit), from_nano(result.spent)
         held, requested = from_nano(result.reserved), from_nano(amount)
         logger.info("budget %r refuses a call: spent $%s + reserved $%s + this call up to $%s "
-                    "> limit $%s%s; the call was not sent", name, spent, held, requested,
-                    limit, why)
+                    "> limit $%s%s; the call was not sent", name, f"{spent:f}", f"{held:f}",
+                    f"{requested:f}", f"{limit:f}", why)
         self._emit(BudgetEvent("rejected", name, limit, spent, requested=requested,
                                window=check.key[1]))
         return BudgetExceededError(
-            f"budget {name!r} would be exceeded: spent ${spent} + reserved ${held} + "
-            f"requested ${requested} > limit ${limit}{why}; nothing was sent",
+            f"budget {name!r} would be exceeded: spent ${spent:f} + reserved ${held:f} + "
+            f"requested ${requested:f} > limit ${limit:f}{why}; nothing was sent",
             budget=name, limit=limit, spent=spent, reserved=held, requested=requested,
         )
 
@@ -394,6 +394,7 @@ class CostManager:
             head = self._queue[0] is waiter
         if head:
             waiter.event.set()
+        loop = waiter.loop
         deadline = time.monotonic() + self.admission_timeout
         result: ReserveResult | None = None
         try:
@@ -401,13 +402,16 @@ class CostManager:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                head = self._queue and self._queue[0] is waiter
-                pause = min(left, self.admission_poll) if head else left
-                try:
-                    await asyncio.wait_for(waiter.event.wait(), pause)
-                except asyncio.TimeoutError:
-                    if not head:
-                        continue
+                head = bool(self._queue) and self._queue[0] is waiter
+                if not waiter.event.is_set():
+                    # Woken by a settlement, by the waiter ahead leaving, or by the timer (to
+                    # poll a ledger other processes settle in, and to honour the deadline).
+                    timer = loop.call_later(min(left, self.admission_poll) if head else left,
+                                            waiter.event.set)
+                    try:
+                        await waiter.event.wait()
+                    finally:
+                        timer.cancel()
                 waiter.event.clear()
                 if not (self._queue and self._queue[0] is waiter):
                     continue
