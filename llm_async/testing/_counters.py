@@ -10,7 +10,7 @@ from typing import Any
 
 from ._wire import RateLimitSnapshot
 
-__all__ = ["Counters", "RateLimitWindow", "RecordedRequest", "redact"]
+__all__ = ["BilledRequest", "Counters", "RateLimitWindow", "RecordedRequest", "redact"]
 
 _REDACTED_HEADERS = frozenset(
     {"authorization", "x-api-key", "proxy-authorization", "api-key", "x-goog-api-key"}
@@ -18,8 +18,27 @@ _REDACTED_HEADERS = frozenset(
 
 
 @dataclass(slots=True)
+class BilledRequest:
+    """One chat request the server billed, the way a provider bills: every request whose reply
+    it generated, with the real usage, however its delivery ended (``delivered``:
+    ``complete``, ``cut`` mid-stream, or ``client_gone`` when the client left first)."""
+
+    number: int
+    model: str
+    path: str
+    stream: bool
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    delivered: str = "complete"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
 class Counters:
-    """Chat request counters of one server (every dialect)."""
+    """Chat request counters of one server (every dialect), and what it billed."""
 
     requests: int = 0
     by_path: dict[str, int] = field(default_factory=dict)
@@ -27,6 +46,12 @@ class Counters:
     max_in_flight: int = 0
     faults_applied: int = 0
     streams: int = 0
+    billed: list[BilledRequest] = field(default_factory=list)
+
+    def bill(self, entry: BilledRequest) -> BilledRequest:
+        """Record that the server billed ``entry``."""
+        self.billed.append(entry)
+        return entry
 
     def arrived(self, path: str) -> int:
         """Count a chat request arriving on ``path``; returns its number (from 1)."""
@@ -48,6 +73,7 @@ class Counters:
         self.max_in_flight = self.in_flight
         self.faults_applied = 0
         self.streams = 0
+        self.billed.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as a JSON-able mapping."""
@@ -58,6 +84,7 @@ class Counters:
             "max_in_flight": self.max_in_flight,
             "faults_applied": self.faults_applied,
             "streams": self.streams,
+            "billed": [entry.as_dict() for entry in self.billed],
         }
 
 

@@ -24,6 +24,7 @@ __all__ = ["STREAM_ONLY_FIELDS", "Fault", "FaultQueue", "stream_positions"]
 #: Fields whose effect only exists for streamed responses.  A fault that sets any of them and
 #: leaves ``stream`` unset only matches streaming requests.
 STREAM_ONLY_FIELDS: tuple[str, ...] = ("token_delay", "cut_after", "malformed_after", "error_after")
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens"})
 
 
 def _is_number(value: object) -> bool:
@@ -71,6 +72,9 @@ class Fault:
     * ``error_after`` / ``error_body`` -- stream (HTTP 200): after N content chunks send an
       in-stream ``{"error": ...}`` event and end the stream.
     * ``reset`` -- drop the connection without sending any response.
+    * ``usage`` -- report this usage instead of the real one (keys ``prompt_tokens``,
+      ``completion_tokens``, ``cached_tokens``; any integer, negative ones included): the
+      server still bills the real usage, as a provider with a reporting bug would.
 
     If a stream effect position is larger than the number of content chunks, it happens right
     after the last content chunk.
@@ -98,6 +102,7 @@ class Fault:
     error_after: int | None = None
     error_body: dict[str, Any] | None = None
     reset: bool = False
+    usage: dict[str, int] | None = None
     times: int | None = 1
     probability: float = 1.0
     model: str | None = None
@@ -142,6 +147,17 @@ class Fault:
         if self.cut_after is not None and self.error_after is not None:
             raise ValueError("Fault.cut_after and Fault.error_after are mutually exclusive")
 
+        if self.usage is not None:
+            if not isinstance(self.usage, Mapping) or not all(
+                k in _USAGE_KEYS and isinstance(v, int) and not isinstance(v, bool)
+                for k, v in self.usage.items()
+            ):
+                raise ValueError(
+                    f"Fault.usage must map {sorted(_USAGE_KEYS)} to integers, got {self.usage!r}"
+                )
+            if self.status is not None or self.reset:
+                raise ValueError("Fault.usage cannot be combined with status or reset")
+            self.usage = dict(self.usage)
         if not isinstance(self.reset, bool):
             raise ValueError(f"Fault.reset must be a bool, got {self.reset!r}")
         if not _is_number(self.probability) or not 0.0 <= self.probability <= 1.0:

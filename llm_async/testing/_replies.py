@@ -107,13 +107,23 @@ def tool_arguments(parameters: Mapping[str, Any], rng: random.Random) -> dict[st
     return arguments
 
 
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 class ReplyGenerator:
     """Deterministic reply generation, token counting and prompt caching (dialect-neutral)."""
 
-    def __init__(self, *, seed: int = 0, reply_words: int = 12, cache_size: int = 4096) -> None:
+    def __init__(self, *, seed: int = 0, reply_words: int = 12, cache_size: int = 4096,
+                 prompt_tokens: str = "words") -> None:
+        if prompt_tokens not in ("words", "bytes"):
+            raise ValueError("prompt_tokens must be 'words' or 'bytes'")
         self.seed = seed
         self.reply_words = reply_words
         self.prompt_cache = PromptCache(cache_size)
+        #: How prompts are counted: one token per word, or (``"bytes"``) one per UTF-8 byte,
+        #: the most any byte-level tokenizer can count.
+        self.count_prompt = count_tokens if prompt_tokens == "words" else _utf8_bytes
 
     def reset(self) -> None:
         """Forget the prompt cache."""
@@ -131,8 +141,9 @@ class ReplyGenerator:
         digest = digest_bytes.hex()
         prefix = hashlib.sha256(("[" + ",".join(parts[:-1]) + "]").encode()).digest()
 
-        last_tokens = count_tokens(messages[-1].text) + 3
-        prompt_tokens = sum(count_tokens(m.text) for m in messages) + 3 * len(messages)
+        count = self.count_prompt
+        last_tokens = count(messages[-1].text) + 3
+        prompt_tokens = sum(count(m.text) for m in messages) + 3 * len(messages)
         cached = prompt_tokens - last_tokens if self.prompt_cache.check_and_remember(prefix) else 0
 
         rng = random.Random(f"{self.seed}:{digest}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import struct
@@ -26,7 +27,7 @@ from aiohttp import web
 from ._batch import BatchEndpoints
 from ._content import Script, enrich
 from ._control import ControlEndpoints
-from ._counters import RateLimitWindow, RecordedRequest, redact
+from ._counters import BilledRequest, RateLimitWindow, RecordedRequest, redact
 from ._dialect import Dialect
 from ._faults import Fault, stream_positions
 from ._replies import ReplyGenerator
@@ -37,6 +38,7 @@ from ._wire import (
     Reply,
     RequestError,
     ResponseContext,
+    Usage,
     default_error,
     dumps,
     format_seconds,
@@ -60,7 +62,9 @@ class MockProviderServer:
 
     Each chat request is counted and recorded, then: a matching fault is applied (latency,
     reset, error status; stream faults later), then the API key is checked
-    (``require_api_key``), then the body is validated (400) and the reply generated.
+    (``require_api_key``), then the body is validated (400) and the reply generated — and
+    billed (:attr:`billed`), however its delivery ends. ``prompt_tokens="bytes"`` counts
+    prompts as UTF-8 bytes, the most a byte-level tokenizer can count.
 
     Use as ``async with MockProviderServer() as server: ...`` or call :meth:`start` and
     :meth:`close`.  All state lives on the event loop the server was started on.
@@ -81,6 +85,7 @@ class MockProviderServer:
         prompt_cache_size: int = 4096,
         max_recorded: int = 256,
         shutdown_timeout: float = 1.0,
+        prompt_tokens: str = "words",
     ) -> None:
         if reply_words < 0:
             raise ValueError("reply_words must be >= 0")
@@ -100,7 +105,8 @@ class MockProviderServer:
             seed=seed,
             require_api_key=require_api_key,
             generator=ReplyGenerator(
-                seed=seed, reply_words=reply_words, cache_size=prompt_cache_size
+                seed=seed, reply_words=reply_words, cache_size=prompt_cache_size,
+                prompt_tokens=prompt_tokens,
             ),
             rate_window=RateLimitWindow(rpm_limit, tpm_limit),
             requests=deque(maxlen=max_recorded),
@@ -233,8 +239,15 @@ class MockProviderServer:
         return [fault for fault, _ in self._state.faults.pending()]
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests, by_path, in_flight, max_in_flight, faults_applied, streams."""
+        """Counters: requests, by_path, in_flight, max_in_flight, faults_applied, streams, and
+        ``billed``: every request billed (model, tokens, how its delivery ended)."""
         return self._state.counters.snapshot()
+
+    @property
+    def billed(self) -> list[BilledRequest]:
+        """The requests this server billed, as a provider bills: every request whose reply it
+        generated (with the real usage, even when it reported another), delivered or not."""
+        return list(self._state.counters.billed)
 
     def add_fault(self, fault: Fault) -> None:
         """Queue ``fault`` (applies to its next ``times`` matching chat requests)."""
@@ -367,11 +380,25 @@ class MockProviderServer:
             info = ErrorInfo(exc.message, exc.error_type, exc.code)
             return self._error_response(dialect, ctx, exc.status, info, exc.param, fault=fault)
 
+        # Billed as a provider bills: the reply was generated, whatever happens to its delivery.
+        real = reply.usage
+        billed = state.counters.bill(BilledRequest(
+            number, model or "", path, chat.stream, real.prompt_tokens, real.cached_tokens,
+            real.completion_tokens))
+        if fault is not None and fault.usage is not None:
+            reported = {"prompt_tokens": real.prompt_tokens, "cached_tokens": real.cached_tokens,
+                        "completion_tokens": real.completion_tokens, **fault.usage}
+            reply = dataclasses.replace(reply, usage=Usage(**reported))
         ctx.response_id = dialect.response_id(ctx, reply)
-        tokens = reply.usage.total_tokens
+        tokens = real.total_tokens
         if chat.stream:
             headers = self._headers(dialect, ctx, dialect.stream_content_type, tokens, fault)
-            return await self._stream(request, dialect, ctx, chat, reply, fault, headers)
+            try:
+                return await self._stream(request, dialect, ctx, chat, reply, fault, headers,
+                                          billed)
+            except ConnectionError:
+                billed.delivered = "client_gone"
+                raise
         headers = self._headers(dialect, ctx, _JSON, tokens, fault)
         return web.Response(body=dialect.render_response(ctx, chat, reply), headers=headers)
 
@@ -435,6 +462,7 @@ class MockProviderServer:
         reply: Reply,
         fault: Fault | None,
         headers: dict[str, str],
+        billed: BilledRequest,
     ) -> web.StreamResponse:
         script = dialect.render_stream(ctx, chat, reply)
         delay = self.token_delay
@@ -463,6 +491,7 @@ class MockProviderServer:
                     # Give the client time to read what was sent: aiohttp drops data still
                     # buffered when the connection breaks, which would make cuts race the reader.
                     await asyncio.sleep(_CUT_GRACE)
+                billed.delivered = "cut"
                 _drop_connection(request, reset=False)
                 return response
             if index == error_at:
