@@ -18,39 +18,59 @@ The package, one module per job:
 * :mod:`.ledger` — the :class:`Ledger` port (reservations with leases) and
   :class:`MemoryLedger`; ``SQLiteLedger`` and ``RedisLedger`` live in
   :mod:`llm_async.infrastructure.state`;
-* :mod:`.pricing` — prices from genai-prices plus the overrides file, as integer rates;
-* :mod:`.tokens` — the input-token upper bound, and estimates for display;
-* :mod:`.manager` — :class:`CostManager`: budgets, admission (reserve, wait, refuse),
-  leases, records, metrics, forecasts;
+* :mod:`.pricing` — a model's price as integer rates, and the bill of an attempt;
+  :mod:`.catalogue` — where prices are looked up (overrides, then :mod:`.genai`, the
+  genai-prices data);
+* :mod:`.bounds` — the input-token upper bound no text can beat; :mod:`.tokens` — estimates for
+  display (and :mod:`.calibration`, their measured error);
+* :mod:`.book` — budgets and events; :mod:`.admission` — reserve, wait, refuse, and leases;
+  :mod:`.reports` — metrics, statuses, forecasts; :mod:`.manager` — :class:`CostManager`, which
+  puts them together and records usage;
 * :mod:`.advice` — recommendations computed from the ledger;
 * :mod:`.layer` — :class:`CostLayer`, the pipeline layer that bills every attempt sent.
+
+Names load lazily: importing one module (``.tokens``, say) does not import the rest.
 """
 
 from __future__ import annotations
 
-import threading
+from typing import TYPE_CHECKING
 
-from .layer import DEFAULT_MAX_OUTPUT_TOKENS, CostLayer, cost_layer_factory, prompt_hashes
-from .ledger import Ledger, MemoryLedger
-from .manager import BudgetListener, CostManager, sanitize_usage
-from .money import from_nano, new_id, to_nano
-from .periods import BudgetConfig, BudgetPeriod, period_window
-from .records import (
-    COUNTER_FIELDS,
-    OUTCOMES,
-    BudgetCheck,
-    BudgetEvent,
-    BudgetStatus,
-    CostMetrics,
-    Counter,
-    CounterKey,
-    Hold,
-    Outcome,
-    Recommendation,
-    Reservation,
-    ReserveResult,
-    UsageRecord,
-)
+from ..._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "BudgetCheck": ".records",
+    "BudgetConfig": ".periods",
+    "BudgetEvent": ".records",
+    "BudgetListener": ".book",
+    "BudgetPeriod": ".periods",
+    "BudgetStatus": ".records",
+    "COUNTER_FIELDS": ".records",
+    "CostLayer": ".layer",
+    "CostManager": ".manager",
+    "CostMetrics": ".records",
+    "Counter": ".records",
+    "CounterKey": ".records",
+    "DEFAULT_MAX_OUTPUT_TOKENS": ".layer",
+    "Hold": ".records",
+    "Ledger": ".ledger",
+    "MemoryLedger": ".ledger",
+    "OUTCOMES": ".records",
+    "Outcome": ".records",
+    "Recommendation": ".records",
+    "Reservation": ".records",
+    "ReserveResult": ".records",
+    "UsageRecord": ".records",
+    "cost_layer_factory": ".layer",
+    "from_nano": ".money",
+    "get_cost_manager": "._process",
+    "new_id": ".money",
+    "period_window": ".periods",
+    "prompt_hashes": ".layer",
+    "sanitize_usage": ".manager",
+    "set_cost_manager": "._process",
+    "to_nano": ".money",
+}
 
 __all__ = [
     "COUNTER_FIELDS",
@@ -86,31 +106,54 @@ __all__ = [
     "to_nano",
 ]
 
-_manager_lock = threading.Lock()
-_manager: CostManager | None = None
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)
 
 
-def get_cost_manager() -> CostManager:
-    """The process-wide :class:`CostManager` (in memory), created on first use with the
-    ``daily`` / ``monthly`` budgets of ``LLM_DAILY_BUDGET`` / ``LLM_MONTHLY_BUDGET``."""
-    global _manager
-    if _manager is None:
-        with _manager_lock:
-            if _manager is None:
-                from ...config import Settings
-
-                manager = CostManager()
-                manager.apply_settings(Settings.from_env())
-                _manager = manager
-    return _manager
-
-
-def set_cost_manager(manager: CostManager | None) -> CostManager | None:
-    """Replace the process-wide manager (``None`` makes the next :func:`get_cost_manager`
-    build a fresh one from the environment); returns the previous one."""
-    global _manager
-    with _manager_lock:
-        previous, _manager = _manager, manager
-    return previous
-
-
+if TYPE_CHECKING:  # pragma: no cover
+    from ._process import (
+        get_cost_manager,
+        set_cost_manager,
+    )
+    from .book import (
+        BudgetListener,
+    )
+    from .layer import (
+        DEFAULT_MAX_OUTPUT_TOKENS,
+        CostLayer,
+        cost_layer_factory,
+        prompt_hashes,
+    )
+    from .ledger import (
+        Ledger,
+        MemoryLedger,
+    )
+    from .manager import (
+        CostManager,
+        sanitize_usage,
+    )
+    from .money import (
+        from_nano,
+        new_id,
+        to_nano,
+    )
+    from .periods import (
+        BudgetConfig,
+        BudgetPeriod,
+        period_window,
+    )
+    from .records import (
+        COUNTER_FIELDS,
+        OUTCOMES,
+        BudgetCheck,
+        BudgetEvent,
+        BudgetStatus,
+        CostMetrics,
+        Counter,
+        CounterKey,
+        Hold,
+        Outcome,
+        Recommendation,
+        Reservation,
+        ReserveResult,
+        UsageRecord,
+    )

@@ -34,11 +34,12 @@ from ...errors import (
     UnpricedModelError,
 )
 from ...types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, Usage
+from .bounds import input_token_bound
+from .catalogue import how_to_price
 from .manager import CostManager, sanitize_usage
 from .money import ZERO, from_nano
-from .pricing import ModelPrice, how_to_price
+from .pricing import ModelPrice
 from .records import Outcome, Reservation, UsageRecord
-from .tokens import input_token_bound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -161,7 +162,7 @@ class CostLayer(Layer):
     ) -> None:
         super().__init__(inner)
         if manager is None:
-            from . import get_cost_manager
+            from ._process import get_cost_manager
 
             manager = get_cost_manager()
         self.manager = manager

@@ -1,18 +1,6 @@
-"""Token counting that works offline: a bound no text can beat, and estimates for display.
-
-Budgets reserve an attempt's worst-case cost *before* it is sent, so its input must be bounded
-without asking the provider. :func:`input_token_bound` gives a **true upper bound**: byte-level
-BPE tokenizers (OpenAI's, Anthropic's) and SentencePiece with byte fallback (Gemini's) never
-produce more tokens than the text has UTF-8 bytes, so the bound is the UTF-8 byte count of
-every text the request carries (messages, names, tool calls, tool definitions, the response
-schema), plus :data:`MESSAGE_OVERHEAD_BOUND` per message and :data:`REQUEST_OVERHEAD_BOUND`
-per request for the chat format, plus a per-image allowance (:func:`image_token_bound`). It is
-computed in O(1) per ASCII text (the usual case); a text of more than :data:`LARGE_TEXT`
-characters that is not ASCII is bounded by four bytes per character without being scanned,
-so a huge prompt never blocks the event loop.
-
-Estimates (closer to the real count, but beatable) are for display, the prompt optimizer and
-the rate limiter. :class:`TokenEstimator` makes them two ways:
+"""Token estimates that work offline: close to the real count, for display, the prompt
+optimizer and the rate limiter (budgets reserve with the upper bound of :mod:`.bounds`, which no
+text can beat). :class:`TokenEstimator` makes them two ways:
 
 * **exactly**, when you opt in (``TokenEstimator(use_exact=True)``) and a tokenizer and its
   data are already on this machine: the ``bpe-openai`` package (it embeds OpenAI's
@@ -49,20 +37,11 @@ from ...types import ChatRequest, ImagePart, Message
 
 __all__ = [
     "IMAGE_TOKENS",
-    "LARGE_TEXT",
     "MESSAGE_OVERHEAD",
-    "MESSAGE_OVERHEAD_BOUND",
-    "REQUEST_OVERHEAD_BOUND",
-    "ErrorReport",
     "TokenEstimator",
     "encoding_for_model",
     "estimate_tokens",
     "get_token_estimator",
-    "image_token_bound",
-    "input_token_bound",
-    "measure_error",
-    "sample_texts",
-    "text_bound",
 ]
 
 #: Tokens a chat format adds around each message (role and separators), and for the reply's
@@ -423,51 +402,6 @@ class TokenEstimator:
         return f"TokenEstimator(exact={found or 'none loaded'})"
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReport:
-    """How far estimates are from exact counts over a sample of texts.
-
-    ``mean_abs_pct``: mean of ``|estimate - exact| / exact`` in percent; ``max_abs_pct``: the
-    worst text; ``bias_pct``: ``(Σ estimate - Σ exact) / Σ exact`` in percent (negative means
-    the estimator undercounts); ``per_text``: ``name -> (exact, estimate)``.
-    """
-
-    encoding: str
-    texts: int
-    mean_abs_pct: float
-    max_abs_pct: float
-    bias_pct: float
-    per_text: dict[str, tuple[int, int]]
-
-    def worst(self) -> tuple[str, float]:
-        """The text with the largest relative error and that error in percent."""
-        name, (exact, est) = max(self.per_text.items(),
-                                 key=lambda kv: abs(kv[1][1] - kv[1][0]) / kv[1][0])
-        return name, 100.0 * abs(est - exact) / exact
-
-
-def measure_error(samples: Mapping[str, str], reference: Callable[[str], int], *,
-                  encoding: str = "o200k_base") -> ErrorReport:
-    """Compare the heuristic for ``encoding`` with ``reference`` (an exact counter)."""
-    per: dict[str, tuple[int, int]] = {}
-    for name, text in samples.items():
-        exact = reference(text)
-        if exact <= 0:
-            continue
-        per[name] = (exact, _heuristic(text, _PROFILES[encoding]))
-    errors = [abs(e - x) / x for x, e in per.values()]
-    total_exact = sum(x for x, _ in per.values())
-    total_est = sum(e for _, e in per.values())
-    return ErrorReport(
-        encoding=encoding,
-        texts=len(per),
-        mean_abs_pct=round(100.0 * sum(errors) / len(errors), 1) if errors else 0.0,
-        max_abs_pct=round(100.0 * max(errors), 1) if errors else 0.0,
-        bias_pct=round(100.0 * (total_est - total_exact) / total_exact, 1) if total_exact else 0.0,
-        per_text=per,
-    )
-
-
 _default_estimator: TokenEstimator | None = None
 
 
@@ -484,92 +418,3 @@ def get_token_estimator() -> TokenEstimator:
 def estimate_tokens(text: str, model: str | None = None) -> int:
     """Tokens of ``text`` for ``model`` with the process-wide estimator."""
     return get_token_estimator().count(text, model)
-
-
-
-def sample_texts() -> dict[str, str]:
-    """The sample texts the estimator's error is measured on (shipped with the package)."""
-    from importlib import resources
-
-    raw = resources.files("llm_async.data").joinpath("token_samples.json").read_text("utf-8")
-    texts = json.loads(raw)["texts"]
-    return {str(k): str(v) for k, v in texts.items()}
-
-
-# -- the upper bound --------------------------------------------------------------------------
-
-#: Tokens a chat format may add around one message (role, separators, a name marker): above
-#: OpenAI's published 3 (+1 for a name) and Anthropic's turn markers.
-MESSAGE_OVERHEAD_BOUND = 8
-#: Tokens a chat format may add once per request (reply priming, tool-definition wrappers).
-REQUEST_OVERHEAD_BOUND = 32
-#: Texts longer than this many characters that are not ASCII are bounded at four bytes per
-#: character (the UTF-8 maximum) instead of being encoded.
-LARGE_TEXT = 1 << 20
-
-# Input tokens one image can cost at most, by model prefix (largest image, highest detail):
-# gpt-4o-mini counts 2,833 + 5,667 per 512-px tile (six tiles at most); patch-based and other
-# models stay below the default.
-_IMAGE_BOUNDS: tuple[tuple[str, int], ...] = (("gpt-4o-mini", 36_835),)
-_IMAGE_BOUND_DEFAULT = 6_000
-
-
-def image_token_bound(model: str | None) -> int:
-    """The most input tokens one image can cost on ``model``."""
-    name = (model or "").lower().rpartition("/")[2]
-    for prefix, bound in _IMAGE_BOUNDS:
-        if name.startswith(prefix):
-            return bound
-    return _IMAGE_BOUND_DEFAULT
-
-
-def text_bound(text: str) -> int:
-    """An upper bound of the tokens of ``text`` under any byte-level tokenizer: its UTF-8 byte
-    count (O(1) for ASCII; four bytes a character, unscanned, for a huge non-ASCII text)."""
-    if text.isascii():
-        return len(text)
-    if len(text) > LARGE_TEXT:
-        return 4 * len(text)
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _json_bound(value: object) -> int:
-    return text_bound(json.dumps(value, default=str))
-
-
-def input_token_bound(request: ChatRequest) -> int:
-    """A true upper bound of the input tokens ``request`` can be billed (see the module
-    docstring): no text, in any script, can make the provider count more."""
-    total = REQUEST_OVERHEAD_BOUND
-    images = 0
-    per_message = MESSAGE_OVERHEAD_BOUND
-    for message in request.messages:
-        content = message.content
-        if type(content) is str:
-            total += per_message + (len(content) if content.isascii() else text_bound(content))
-        else:
-            total += per_message + text_bound(message.text)
-            if isinstance(content, list):
-                images += sum(isinstance(p, ImagePart) for p in content)
-        if message.name:
-            total += 2 + text_bound(message.name)
-        for call in message.tool_calls or ():
-            total += per_message + text_bound(call.function.name) \
-                + text_bound(call.function.arguments) + text_bound(call.id or "")
-        if message.tool_call_id:
-            total += 2 + text_bound(message.tool_call_id)
-    if request.tools:
-        total += _json_bound([t.model_dump(exclude_none=True) for t in request.tools]) \
-            + per_message * len(request.tools)
-    fmt = request.response_format
-    if isinstance(fmt, dict):
-        total += _json_bound(fmt) + per_message
-    elif isinstance(fmt, type):
-        try:
-            schema = fmt.model_json_schema()  # type: ignore[attr-defined]
-        except Exception:
-            schema = {}
-        total += _json_bound(schema) + per_message
-    if images:
-        total += images * image_token_bound(request.model)
-    return total

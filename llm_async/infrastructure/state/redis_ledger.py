@@ -15,8 +15,8 @@ marked ``lease_expired``, by the next script that looks at reservations.
 Every key starts with ``prefix`` (``{llm_async_cost}`` by default: the braces are a Redis
 Cluster hash tag that keeps all keys of one ledger in one slot). Budgets themselves are not
 stored: each worker configures them (usually from the same environment variables).
-Requires ``redis`` (``pip install 'llm-async-client[redis]'``). The calls are blocking; the manager runs
-them in a worker thread.
+Requires ``redis`` (``pip install 'llm-async-client[redis]'``). The calls are blocking; the
+manager runs them in a worker thread.
 """
 
 from __future__ import annotations

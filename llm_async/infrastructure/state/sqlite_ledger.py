@@ -138,9 +138,9 @@ class SQLiteLedger:
                            (now,)).fetchall()
         for rid, charge, keys_json in rows:
             record = UsageRecord.model_validate_json(charge)
-            keys = [tuple(k) for k in json.loads(keys_json)]
+            keys: list[CounterKey] = [(k[0], k[1], k[2], k[3]) for k in json.loads(keys_json)]
             inc = Counter.of(record).as_tuple()
-            self._append(cur, record, keys, inc)  # type: ignore[arg-type]
+            self._append(cur, record, keys, inc)
             cur.execute("INSERT OR REPLACE INTO tombstones (id, inc, keys) VALUES (?, ?, ?)",
                         (rid, json.dumps(inc), keys_json))
             cur.execute("DELETE FROM holds WHERE id = ?", (rid,))
