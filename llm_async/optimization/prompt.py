@@ -27,21 +27,11 @@ __all__ = ["OptimizationReport", "OptimizedPrompt", "PromptOptimizer", "estimate
 
 Strategy = Literal["head", "tail", "middle"]
 
-_WORD_RE = re.compile(r"\w+|[^\w\s]")
-
-
-def _local_estimate(text: str) -> int:
-    """One token per word and per punctuation mark (a close, cheap stand-in for BPE counts)."""
-    return len(_WORD_RE.findall(text))
-
-
 def estimate_tokens(text: str) -> int:
-    """Tokens in ``text``: the library's estimator when present, else a word-based estimate."""
-    try:
-        from ..application.tokens import estimate_tokens as shared
-    except ImportError:
-        return _local_estimate(text)
-    return int(shared(text))
+    """Tokens in ``text`` by the library's offline token estimator."""
+    from ..application.cost_manager.tokens import estimate_tokens as shared
+
+    return shared(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,11 @@ __all__ = [
 
 
 def estimate_tokens(request: ChatRequest, default_output_tokens: int = 256) -> tuple[int, int]:
-    """A quick upper-bound guess ``(input, output)`` of a request's tokens: about four
-    characters a token plus a few per message, and ``max_tokens`` (or
-    ``default_output_tokens``) for the answer."""
-    chars = 0
-    for message in request.messages:
-        chars += len(message.text)
-        for call in message.tool_calls or ():
-            chars += len(call.function.name) + len(call.function.arguments)
-    for tool in request.tools or ():
-        chars += len(tool.function.name) + len(tool.function.description or "") + 64
-    prompt = math.ceil(chars / 4) + 4 * len(request.messages) + 3
+    """A guess ``(input, output)`` of a request's tokens: the input by the library's offline
+    token estimator, and ``max_tokens`` (or ``default_output_tokens``) for the answer."""
+    from ..cost_manager.tokens import get_token_estimator
+
+    prompt = get_token_estimator().count_request(request, wait=False)
     return prompt, request.max_tokens or default_output_tokens
 
 
