@@ -123,11 +123,25 @@ class BudgetBook:
 
     @staticmethod
     def record_keys(model: str, user_id: str | None, project_id: str | None,
-                    when: datetime) -> list[CounterKey]:
+                    when: datetime) -> tuple[CounterKey, ...]:
         """Every counter a record of this model, user and project at ``when`` adds to."""
+        windows = windows_of(when)
+        memo = (model, user_id, project_id, windows)
+        found = _RECORD_KEYS.get(memo)
+        if found is not None:
+            return found
         dims = [("all", ""), ("model", model)]
         if user_id is not None:
             dims.append(("user", user_id))
         if project_id is not None:
             dims.append(("project", project_id))
-        return [(name, window, d, v) for name, window in windows_of(when) for d, v in dims]
+        keys = tuple((name, window, d, v) for name, window in windows for d, v in dims)
+        if len(_RECORD_KEYS) >= 4096:
+            _RECORD_KEYS.clear()
+        _RECORD_KEYS[memo] = keys
+        return keys
+
+
+# The counters of recent (model, user, project, period windows), so most records reuse them.
+_RECORD_KEYS: dict[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]],
+                   tuple[CounterKey, ...]] = {}

@@ -37,9 +37,9 @@ from ...types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, U
 from .bounds import input_token_bound
 from .catalogue import how_to_price
 from .manager import CostManager, sanitize_usage
-from .money import ZERO, from_nano
+from .money import ZERO, from_nano, new_id
 from .pricing import ModelPrice
-from .records import Outcome, Reservation, UsageRecord
+from .records import Outcome, Reservation, UsageRecord, trusted_record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -220,7 +220,7 @@ class CostLayer(Layer):
                 bound: int | None = None, outcome: Outcome = "complete",
                 flags: tuple[str, ...] = (), reservation: Reservation | None = None,
                 attempt_no: int | None = None, request_id: str | None = None,
-                zero: bool = False) -> UsageRecord:
+                zero: bool = False, cache_hit: bool = False) -> UsageRecord:
         request = plan.request
         model = attempt.model if attempt is not None else request.model
         provider = attempt.provider if attempt is not None else request.provider
@@ -245,7 +245,7 @@ class CostLayer(Layer):
             estimated=estimated, reserved=reserved, prompt_hash=prompt_hash,
             prefix_hash=prefix_hash, request_id=request_id or (
                 attempt.request_id if attempt is not None else None),
-            call_id=ctx.call_id,
+            call_id=ctx.call_id, cache_hit=cache_hit,
             attempt=attempt_no or (attempt.number if attempt is not None else 1),
             counts_call=ctx.billed_attempts == 0, outcome=outcome, flags=flags, cost=cost)
 
@@ -337,7 +337,7 @@ class CostLayer(Layer):
 
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         plan = self._plan(request)
-        reservation = await self._reserve(plan, ctx)
+        reservation = await self._reserve(plan, ctx) if plan.hard else None
         first = len(ctx.attempts)
         try:
             response = await self.inner.chat(plan.request, ctx)
@@ -345,12 +345,69 @@ class CostLayer(Layer):
             await self._settle(plan, ctx, first, reservation, usage=None, provider_cost=None,
                                error=exc, seen=0)
             raise
-        await self._settle(plan, ctx, first, reservation, usage=response.usage,
-                           provider_cost=response.provider_cost, error=None, seen=1,
-                           request_id=response.request_id or response.id or None)
+        usage = response.usage
+        if (reservation is None and usage is not None and response.provider_cost is None
+                and not response.cache_hit and len(ctx.attempts) - first <= 1
+                and not self.manager.backend.blocking and self._quick(plan, ctx, first, usage,
+                                                                     response.request_id)):
+            pass
+        elif response.cache_hit or ctx.cache_hit:
+            await self._bill(self._record(plan, ctx, None, outcome="complete", zero=True,
+                                          cache_hit=True), reservation, ctx, None)
+        else:
+            await self._settle(plan, ctx, first, reservation, usage=usage,
+                               provider_cost=response.provider_cost, error=None, seen=1,
+                               request_id=response.request_id or response.id or None)
         response.cost = ctx.cost
         response.cost_estimated = ctx.cost_estimated
         return response
+
+    def _quick(self, plan: _Plan, ctx: CallContext, first: int, usage: Usage,
+               request_id: str | None) -> bool:
+        """Bill the usual attempt (one, answered, priced, sane usage, no reservation, a ledger
+        that does not block) with integer arithmetic and no awaits; ``False`` if it is not
+        the usual one."""
+        price = plan.price
+        inp, out = usage.input_tokens, usage.output_tokens
+        cached = usage.cache_read_tokens + usage.cache_write_tokens
+        if (price is None or inp + out <= 0 or inp < 0 or out < 0 or cached > inp
+                or usage.cache_read_tokens < 0 or usage.cache_write_tokens < 0
+                or not 0 <= usage.reasoning_tokens <= out):
+            return False
+        request = plan.request
+        attempt = ctx.attempts[first] if len(ctx.attempts) > first else None
+        images = _images(request) if type(request.messages[-1].content) is not str else 0
+        nano = price.cost_nano(usage, images=images)
+        cost = from_nano(nano)
+        manager = self.manager
+        prompt_hash, prefix_hash = prompt_hashes(request)
+        record = trusted_record(
+            id=new_id(), timestamp=manager.now(),
+            provider=attempt.provider if attempt is not None else request.provider,
+            model=attempt.model if attempt is not None else request.model,
+            user_id=request.user_id, project_id=request.project_id, input_tokens=inp,
+            output_tokens=out, cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens, images=images, cost=cost,
+            computed_cost=cost, provider_cost=None, reserved=None, estimated=False,
+            cache_hit=False, prompt_hash=prompt_hash, prefix_hash=prefix_hash,
+            prefix_tokens=0, request_id=request_id or (
+                attempt.request_id if attempt is not None else None),
+            call_id=ctx.call_id, attempt=attempt.number if attempt is not None else 1,
+            counts_call=ctx.billed_attempts == 0, outcome="complete", flags=())
+        try:
+            manager.commit_now(record, nano)
+        except LLMError:
+            logger.exception("could not record the cost of call %s (%s, $%s)", ctx.call_id,
+                             record.model, cost)
+        ctx.billed_attempts += 1
+        if attempt is not None:
+            attempt.cost = cost
+        ctx.cost = cost if ctx.cost is None else ctx.cost + cost
+        if ctx.listeners:
+            ctx.event("cost", cost=cost, estimated=False, reserved=None, outcome="complete",
+                      attempt=record.attempt)
+        return True
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:

@@ -21,7 +21,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from .money import to_nano
 from .records import (
-    BudgetCheck,
+    COUNTER_FIELDS,
     Counter,
     CounterKey,
     Hold,
@@ -34,6 +34,20 @@ __all__ = ["Ledger", "MemoryLedger", "default_charge"]
 #: How many charged-and-expired reservations a ledger remembers, so that a late settlement
 #: replaces the charge instead of adding to it.
 TOMBSTONES = 100_000
+_FIELDS = len(COUNTER_FIELDS)
+_MASK = (1 << 64) - 1
+
+
+def _pack(values: Sequence[int]) -> int:
+    """Counter fields (each below 2⁶³) packed into one int, 64 bits each."""
+    packed = 0
+    for index, value in enumerate(values):
+        packed += value << (64 * index)
+    return packed
+
+
+def _unpack(packed: int) -> Counter:
+    return Counter(*((packed >> (64 * i)) & _MASK for i in range(_FIELDS)))
 
 
 @runtime_checkable
@@ -116,7 +130,9 @@ class MemoryLedger:
 
     def __init__(self, max_records: int = 10_000) -> None:
         self._lock = threading.Lock()
-        self._counters: dict[CounterKey, Counter] = {}
+        # Each counter packed into one int, COUNTER_FIELDS as 64-bit fields (one addition per
+        # counter per record).
+        self._counters: dict[CounterKey, int] = {}
         self._records: deque[UsageRecord] = deque(maxlen=max_records)
         self._holds: dict[str, Hold] = {}
         self._expires: dict[str, float] = {}
@@ -127,12 +143,13 @@ class MemoryLedger:
     # -- internals (called with the lock held) ------------------------------------------------
 
     def _add(self, keys: Sequence[CounterKey], inc: Counter, sign: int = 1) -> None:
+        self._add_packed(keys, sign * _pack(inc.as_tuple()))
+
+    def _add_packed(self, keys: Sequence[CounterKey], packed: int) -> None:
         table = self._counters
+        get = table.get
         for key in keys:
-            counter = table.get(key)
-            if counter is None:
-                counter = table[key] = Counter()
-            counter.add(inc, sign)
+            table[key] = get(key, 0) + packed
 
     def _purge(self, now: float) -> None:
         heap = self._heap
@@ -178,8 +195,7 @@ class MemoryLedger:
             self._purge(now)
             amount = hold.amount
             for check in hold.checks:
-                counter = self._counters.get(check.key)
-                spent = counter.cost if counter else 0
+                spent = self._counters.get(check.key, 0) & _MASK
                 held = self._reserved.get(check.name, 0)
                 if spent + held + amount > check.limit:
                     return ReserveResult(False, check.name, spent, held)
@@ -210,45 +226,25 @@ class MemoryLedger:
     def commit(self, record: UsageRecord, counters: Sequence[CounterKey],
                reservation_id: str | None, watch: Sequence[CounterKey]) -> list[int]:
         cost = to_nano(record.cost) if record.cost is not None else 0
-        inp, out = record.input_tokens, record.output_tokens
-        cread, cwrite = record.cache_read_tokens, record.cache_write_tokens
-        reasoning, hit = record.reasoning_tokens, int(record.cache_hit)
-        estimated, unpriced = int(record.estimated), int(record.cost is None)
-        calls, flagged = int(record.counts_call), int(bool(record.flags))
+        # Counter.of(record), packed (the hot path of every call).
+        packed = (cost | 1 << 64 | record.input_tokens << 128 | record.output_tokens << 192
+                  | int(record.counts_call) << 640)
+        if record.cache_read_tokens or record.cache_write_tokens or record.reasoning_tokens \
+                or record.cache_hit or record.estimated or record.cost is None \
+                or record.outcome == "lease_expired" or record.flags:
+            packed = _pack(Counter.of(record).as_tuple())
         with self._lock:
             if reservation_id is not None and self._drop(reservation_id) is None:
                 self._undo_tomb(reservation_id)
-            table = self._counters
-            for key in counters:
-                counter = table.get(key)
-                if counter is None:
-                    counter = table[key] = Counter()
-                # Counter.of(record) added field by field (the hot path of every call).
-                counter.cost += cost
-                counter.requests += 1
-                counter.input_tokens += inp
-                counter.output_tokens += out
-                counter.cache_read_tokens += cread
-                counter.cache_write_tokens += cwrite
-                counter.reasoning_tokens += reasoning
-                counter.cache_hits += hit
-                counter.estimated += estimated
-                counter.unpriced += unpriced
-                counter.calls += calls
-                counter.flagged += flagged
+            self._add_packed(counters, packed)
             self._records.append(record)
-            return [table[k].cost if k in table else 0 for k in watch]
+            table = self._counters
+            return [table.get(k, 0) & _MASK for k in watch]
 
     def read(self, keys: Sequence[CounterKey]) -> list[Counter]:
         with self._lock:
-            out = []
-            for key in keys:
-                counter = self._counters.get(key)
-                copy = Counter()
-                if counter is not None:
-                    copy.add(counter)
-                out.append(copy)
-            return out
+            rows = [self._counters.get(key, 0) for key in keys]
+        return [_unpack(row) for row in rows]
 
     def reserved(self, budgets: Sequence[str], now: float) -> list[int]:
         with self._lock:
@@ -257,13 +253,8 @@ class MemoryLedger:
 
     def dimension(self, dim: str) -> dict[str, Counter]:
         with self._lock:
-            out: dict[str, Counter] = {}
-            for (period, _window, d, value), counter in self._counters.items():
-                if period == "total" and d == dim:
-                    copy = Counter()
-                    copy.add(counter)
-                    out[value] = copy
-            return out
+            return {value: _unpack(row) for (period, _window, d, value), row
+                    in self._counters.items() if period == "total" and d == dim}
 
     def recent(self, limit: int) -> list[UsageRecord]:
         with self._lock:
@@ -287,6 +278,3 @@ class MemoryLedger:
         return (f"MemoryLedger(records={len(self._records)}, "
                 f"reservations={len(self._holds)})")
 
-
-# Kept for readers of the port: a check is (budget name, counter, limit).
-_ = BudgetCheck

@@ -220,7 +220,7 @@ class CostManager(Admission, Reports):
             outcome=outcome, flags=tuple(flags),
         )
 
-    def _commit_args(self, record: UsageRecord) -> tuple[list[CounterKey],
+    def _commit_args(self, record: UsageRecord) -> tuple[tuple[CounterKey, ...],
                                                           list[tuple[str, BudgetConfig]],
                                                           list[CounterKey]]:
         budgets = self.applicable(record.user_id, record.project_id, record.model)
@@ -230,8 +230,12 @@ class CostManager(Admission, Reports):
         return keys, budgets, watch
 
     def _after_commit(self, record: UsageRecord, budgets: list[tuple[str, BudgetConfig]],
-                      watch: list[CounterKey], totals: list[int]) -> None:
-        cost = to_nano(record.cost) if record.cost is not None else 0
+                      watch: list[CounterKey], totals: list[int],
+                      nano: int | None = None) -> None:
+        if not budgets:
+            return
+        cost = nano if nano is not None else (
+            to_nano(record.cost) if record.cost is not None else 0)
         if cost <= 0:
             return
         for (name, config), key, after in zip(budgets, watch, totals, strict=True):
@@ -254,6 +258,19 @@ class CostManager(Admission, Reports):
                                name, from_nano(after), config.limit, key[1])
                 self._emit(BudgetEvent("limit_reached", name, config.limit, from_nano(after),
                                        threshold=config.limit, window=key[1]))
+
+    def commit_now(self, record: UsageRecord, nano: int) -> None:
+        """Write a record whose cost is ``nano`` nano-dollars, with no reservation, to a ledger
+        that does not block (the cost layer's fast path)."""
+        keys = self.record_keys(record.model, record.user_id, record.project_id,
+                                record.timestamp)
+        if not self._budgets:
+            invoke(self.backend.commit, record, keys, None, ())
+            return
+        budgets = self.applicable(record.user_id, record.project_id, record.model)
+        watch = [self._key(config, record.timestamp) for _, config in budgets]
+        totals = invoke(self.backend.commit, record, keys, None, watch)
+        self._after_commit(record, budgets, watch, totals, nano)
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> UsageRecord:
         """Write ``record`` to the ledger, settling ``reservation`` in the same step."""

@@ -16,7 +16,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...types import Usage
 from .money import ZERO, from_nano, plain, to_decimal, to_nano
@@ -60,6 +60,12 @@ class LongContextTier(_Priced):
 #: ``(uncached input, cache read, cache write, output, reasoning)`` per million tokens.
 _Rates = tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
 _IntRates = tuple[int, int, int, int, int]
+#: Integer rates of a price: (base, long-context tier or None, its threshold, per request, per
+#: image), or None when a price is finer than one nano-dollar per million tokens.
+_Ints = tuple[_IntRates, _IntRates | None, int, int, int]
+# The integer rates of each price, resolved once (keyed by id, holding the price so the id
+# stays its own).
+_INTS: dict[int, tuple[ModelPrice, _Ints | None]] = {}
 
 
 def _whole(value: Decimal) -> int | None:
@@ -95,11 +101,6 @@ class ModelPrice(_Priced):
     as_of: date
     notes: str | None = None
 
-    # Integer rates, resolved once: (base, tier or None, threshold, per request, per image),
-    # or None when a price is finer than one nano-dollar per million tokens.
-    _ints: tuple[_IntRates, _IntRates | None, int, int, int] | None = PrivateAttr(default=None)
-    _ints_done: bool = PrivateAttr(default=False)
-
     @property
     def key(self) -> str:
         """``provider/model``."""
@@ -112,20 +113,22 @@ class ModelPrice(_Priced):
             return _tier_rates(tier)
         return _base_rates(self)
 
-    def _int_rates(self) -> tuple[_IntRates, _IntRates | None, int, int, int] | None:
-        if self._ints_done:
-            return self._ints
+    def _int_rates(self) -> _Ints | None:
+        found = _INTS.get(id(self))
+        if found is not None and found[0] is self:
+            return found[1]
         base = _ints_of(_base_rates(self))
         tier = _ints_of(_tier_rates(self.long_context)) if self.long_context else None
         fees = _whole(self.per_request), _whole(self.per_image)
-        ok = base is not None and (self.long_context is None or tier is not None) \
-            and None not in fees
-        if ok:
-            assert base is not None and fees[0] is not None and fees[1] is not None
-            self._ints = (base, tier, self.long_context.threshold if self.long_context else 0,
-                          fees[0], fees[1])
-        self._ints_done = True
-        return self._ints
+        ints: _Ints | None = None
+        if base is not None and (self.long_context is None or tier is not None) \
+                and fees[0] is not None and fees[1] is not None:
+            ints = (base, tier, self.long_context.threshold if self.long_context else 0,
+                    fees[0], fees[1])
+        if len(_INTS) >= 65536:
+            _INTS.clear()
+        _INTS[id(self)] = (self, ints)
+        return ints
 
     def cost_nano(self, usage: Usage, *, images: int = 0) -> int:
         """The bill of one attempt with this usage in nano-dollars, rounded once (half-even):
