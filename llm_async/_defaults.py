@@ -2,11 +2,12 @@
 
 Order is semantics (see docs/concepts/layers.md)::
 
-    tracing → cache → dedup → cost/budget → fallback → retry → circuit breaker
+    tracing → cache → dedup → fallback → retry → cost/budget → circuit breaker
             → concurrency → rate limit → transport (which applies the timeouts)
 
-A cache hit spends nothing; dedup bills a shared call once; the budget rejects before anything
-queues; every retry passes back through the breaker and the limits, so retries never burst; an
+A cache hit spends nothing; dedup bills a shared call once; the cost layer sees every attempt
+(each retry and each fallback model is reserved, checked and billed on its own, at its own
+model's price) and the budget rejects before anything queues; every retry passes back through the breaker and the limits, so retries never burst; an
 open breaker ends the retry loop at once and lets fallback move on; time spent queued in our own
 limits never counts as a provider timeout, because the transport, innermost, owns the timeouts.
 
@@ -77,8 +78,8 @@ def _dedup(client: AsyncLLMClient) -> LayerFactory | None:
 
 
 def _cost(client: AsyncLLMClient) -> LayerFactory | None:
-    """Issue 5: cost tracking and hard budgets (reserve the worst case before sending, bill the
-    real cost after). Off with ``track_cost=False`` or ``cost_manager=None``; uses
+    """Issue 5: cost tracking and hard budgets, per attempt (reserve the worst case before
+    sending, bill every attempt that was sent). Off with ``track_cost=False`` or ``cost_manager=None``; uses
     ``client.cost_manager`` (the process-wide manager unless one was passed), which gets the
     ``daily`` / ``monthly`` budgets of the client's settings. ``cost_options={...}`` (client
     keyword) passes ``CostLayer`` options such as ``cap_output`` or ``default_max_tokens``."""
@@ -89,7 +90,6 @@ def _cost(client: AsyncLLMClient) -> LayerFactory | None:
 
     manager.apply_settings(client.settings)
     options = dict(client.options.extra.get("cost_options") or {})
-    options.setdefault("fallback_models", tuple(client.options.fallback_models or ()))
     return cost_layer_factory(manager, **options)
 
 
@@ -201,7 +201,7 @@ def _system_clock() -> Any:
 
 def _entries() -> list[LayerEntry]:
     """One function per default layer, outermost first."""
-    return [_tracing, _cache, _dedup, _cost, _fallback, _retry, _circuit_breaker, _concurrency,
+    return [_tracing, _cache, _dedup, _fallback, _retry, _cost, _circuit_breaker, _concurrency,
             _rate_limit]
 
 

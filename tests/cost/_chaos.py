@@ -50,15 +50,15 @@ class Edge:
 
 EDGES: dict[str, Edge] = {e.name: e for e in (
     Edge("cancel", "the caller's `wait_for` timeout or cancel fires after the body was sent",
-         limit=Decimal("0.0003"), calls=40, faults=(Fault(latency=0.25, times=None),),
+         limit=Decimal("0.0003"), calls=40, faults=(Fault(latency=1.0, times=None),),
          max_tokens=64, server={"reply_words": 60}, usage_reported=False,
-         caller_timeout=0.05),
+         caller_timeout=0.3),
     Edge("no_max_tokens", "no `max_tokens`, the model writes a long answer",
          limit=Decimal("0.01"), calls=40, max_tokens=None, server={"reply_words": 400}),
     Edge("script", "a prompt in a script a token estimate undercounts (rare CJK, combining "
          "marks)", limit=Decimal("0.0004"), calls=40, server={"prompt_tokens": "bytes"},
          prompt=lambda i: ("鑫淼犇骉" * 12 + "e\u0301\u0302" * 30) if i % 2 else "ä\u0308" * 90),
-    Edge("retry", "a timeout after send is retried", limit=Decimal("0.0002"), calls=40,
+    Edge("retry", "a timeout after send is retried", limit=Decimal("0.0006"), calls=24,
          faults=(Fault(latency=0.3, probability=0.5, times=None),), usage_reported=False,
          timeout=0.08, retries=4),
     Edge("unpriced", "a model with no price under a hard budget", limit=Decimal("0.001"),

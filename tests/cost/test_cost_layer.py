@@ -1,6 +1,8 @@
-"""The cost layer in a real pipeline against the embedded provider server: every call billed,
-streams included; budgets enforced before anything is sent; reservations settled, released on
-failure and never leaked by a cancelled caller."""
+"""The cost layer in a real pipeline against the embedded provider server: every attempt that
+was sent is billed (cancelled, timed out, cut, retried, fallen back), with usage when the
+provider reported it and at its reserved upper bound otherwise; budgets are enforced before
+anything is sent; unpriced models are refused under a hard budget; odd usage never loses an
+answer; reservations never leak."""
 
 from __future__ import annotations
 
@@ -35,7 +37,11 @@ from llm_async.application.cost_manager import (
     MemoryLedger,
     get_cost_manager,
 )
+from llm_async.application.fallback import FallbackLayer
+from llm_async.application.retry_strategy import RetryConfig, RetryLayer
+from llm_async.application.tokens import input_token_bound
 from llm_async.context import CallContext
+from llm_async.errors import APIConnectionError, UnpricedModelError
 
 KEY = "sk-test-cost-layer-1234"
 MSG = [{"role": "user", "content": "tell me about rivers"}]
@@ -54,16 +60,36 @@ def manager() -> CostManager:
     return CostManager()
 
 
+def client_for(server: MockProviderServer, manager: CostManager, *outer: Any,
+               **options: Any) -> AsyncLLMClient:
+    return AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
+                          layers=[*outer, partial(CostLayer, manager=manager, **options)])
+
+
 @pytest.fixture
 async def client(server: MockProviderServer, manager: CostManager
                  ) -> AsyncIterator[AsyncLLMClient]:
-    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
-                              layers=[partial(CostLayer, manager=manager)]) as c:
+    async with client_for(server, manager) as c:
         yield c
 
 
 def bill(usage: Usage) -> Decimal:
     return usage.input_tokens * MINI_IN + usage.output_tokens * MINI_OUT
+
+
+def bound(messages: list[dict[str, str]], max_tokens: int) -> Decimal:
+    """The upper bound of one gpt-4o-mini attempt, as the layer reserves it."""
+    from llm_async import build_request
+
+    request = build_request(model="gpt-4o-mini", messages=messages, max_tokens=max_tokens)
+    price = get_cost_manager().pricing.lookup("gpt-4o-mini", "openai")
+    assert price is not None
+    return price.worst_case(input_token_bound(request), max_tokens)
+
+
+def server_bill(server: MockProviderServer) -> Decimal:
+    return sum((bill(Usage(input_tokens=b.prompt_tokens, output_tokens=b.completion_tokens))
+                for b in server.billed), Decimal(0))
 
 
 async def test_unary_call_is_billed(client: AsyncLLMClient, manager: CostManager) -> None:
@@ -72,7 +98,10 @@ async def test_unary_call_is_billed(client: AsyncLLMClient, manager: CostManager
     assert reply.cost == bill(reply.usage) and reply.cost_estimated is False
     m = manager.get_metrics()
     assert m.total_cost == reply.cost and m.by_user == {"u1": reply.cost}
-    assert m.by_project == {"p": reply.cost} and m.requests == 1
+    assert m.by_project == {"p": reply.cost} and (m.requests, m.calls) == (1, 1)
+    [record] = manager.recent_records()
+    assert (record.outcome, record.attempt, record.estimated) == ("complete", 1, False)
+    assert record.call_id is not None and record.request_id == reply.request_id
 
 
 async def test_stream_is_billed_from_its_final_chunk(client: AsyncLLMClient,
@@ -86,40 +115,38 @@ async def test_stream_is_billed_from_its_final_chunk(client: AsyncLLMClient,
     assert manager.get_metrics().total_cost == final.cost
 
 
-async def test_cut_stream_is_billed_from_an_estimate(client: AsyncLLMClient,
-                                                     server: MockProviderServer,
-                                                     manager: CostManager) -> None:
+async def test_a_cut_stream_is_billed_at_its_bound(client: AsyncLLMClient,
+                                                   server: MockProviderServer,
+                                                   manager: CostManager) -> None:
     server.add_fault(Fault(cut_after=5))
-    stream = client.stream(model="gpt-4o-mini", messages=MSG)
+    stream = client.stream(model="gpt-4o-mini", messages=MSG, max_tokens=50)
     seen = []
     with pytest.raises(StreamError):
         async for chunk in stream:
             seen.append(chunk.delta)
     assert len(seen) == 5
-    record = manager.recent_records(1)[0]
-    assert record.estimated and record.output_tokens == 5  # one word = one token here
-    assert record.cost is not None and record.cost > 0
+    [record] = manager.recent_records(1)
+    assert (record.outcome, record.estimated, record.output_tokens) == ("cut", True, 50)
+    assert record.cost == bound(MSG, 50) >= server_bill(server) > 0
     assert stream.context.cost_estimated is True
     assert manager.get_metrics().estimated_requests == 1
 
 
-async def test_broken_off_and_cancelled_streams_are_estimated(client: AsyncLLMClient,
-                                                              server: MockProviderServer,
-                                                              manager: CostManager) -> None:
+async def test_broken_off_and_cancelled_streams_are_billed(client: AsyncLLMClient,
+                                                           manager: CostManager) -> None:
     manager.set_budget("d", BudgetConfig(limit=1))
-    async with client.stream(model="gpt-4o-mini", messages=MSG) as stream:
+    async with client.stream(model="gpt-4o-mini", messages=MSG, max_tokens=30) as stream:
         async for _ in stream:
             break
-    assert manager.recent_records(1)[0].estimated
-    assert manager.recent_records(1)[0].output_tokens == 1
+    [record] = manager.recent_records(1)
+    assert (record.outcome, record.estimated, record.cost) == ("cancelled", True, bound(MSG, 30))
 
     slow = MockProviderServer(reply_words=50, token_delay=0.002)
-    async with slow, AsyncLLMClient("openai", api_key=KEY, base_url=slow.base_url,
-                                    layers=[partial(CostLayer, manager=manager)]) as c2:
+    async with slow, client_for(slow, manager) as c2:
         started = asyncio.Event()
 
         async def consume() -> None:
-            async for _ in c2.stream(model="gpt-4o-mini", messages=MSG):
+            async for _ in c2.stream(model="gpt-4o-mini", messages=MSG, max_tokens=60):
                 started.set()
 
         task = asyncio.create_task(consume())
@@ -128,36 +155,47 @@ async def test_broken_off_and_cancelled_streams_are_estimated(client: AsyncLLMCl
         with pytest.raises(asyncio.CancelledError):
             await task
     record = manager.recent_records(1)[0]
-    assert record.estimated and 1 <= record.output_tokens < 50
+    assert (record.outcome, record.cost) == ("cancelled", bound(MSG, 60))
     assert manager.get_budget_status("d").reserved == 0
     assert manager.get_metrics().requests == 2
 
 
-async def test_hard_budget_rejects_before_sending(client: AsyncLLMClient,
-                                                  server: MockProviderServer,
-                                                  manager: CostManager) -> None:
-    reply = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=20)
-    assert reply.cost is not None
-    manager.set_budget("tight", BudgetConfig(limit=reply.cost * 3, period=BudgetPeriod.TOTAL))
-    with pytest.raises(BudgetExceededError) as info:
-        await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=2000)
-    err = info.value
-    assert err.budget == "tight" and err.limit == reply.cost * 3 and err.spent == reply.cost
-    assert err.reserved == 0 and err.requested > reply.cost
-    with pytest.raises(BudgetExceededError):
-        async for _ in client.stream(model="gpt-4o-mini", messages=MSG, max_tokens=2000):
-            pass
-    assert server.request_count == 1  # nothing else reached the provider
-    # A call whose worst case fits still goes through.
-    ok = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=12)
-    assert ok.cost is not None
-
-
-async def test_failures_release_the_reservation(server: MockProviderServer,
-                                                manager: CostManager) -> None:
+async def test_a_caller_cancelling_after_the_send_is_billed(manager: CostManager) -> None:
     manager.set_budget("d", BudgetConfig(limit=1))
-    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
-                              layers=[partial(CostLayer, manager=manager)]) as client:
+    slow = MockProviderServer(reply_words=3, shutdown_timeout=0.05)
+    async with slow, client_for(slow, manager) as client:
+        slow.add_fault(Fault(latency=5.0))
+        task = asyncio.create_task(client.chat(model="gpt-4o-mini", messages=MSG,
+                                               max_tokens=40))
+        while slow.request_count == 0:  # the body has reached the provider
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    [record] = manager.recent_records(1)
+    assert (record.outcome, record.estimated, record.cost) == ("cancelled", True, bound(MSG, 40))
+    assert manager.get_budget_status("d").reserved == 0
+    assert manager.get_budget_status("d").spent == record.cost
+
+
+async def test_nothing_sent_means_nothing_billed(manager: CostManager) -> None:
+    manager.set_budget("d", BudgetConfig(limit=1))
+    closed = MockProviderServer()
+    await closed.start()
+    url = closed.base_url
+    await closed.close()  # the port is now refused: no byte can reach a provider
+    async with AsyncLLMClient("openai", api_key=KEY, base_url=url, layers=[
+            partial(CostLayer, manager=manager)]) as client:
+        with pytest.raises(APIConnectionError):
+            await client.chat(model="gpt-4o-mini", messages=MSG)
+    assert manager.get_metrics().requests == 0
+    assert manager.get_budget_status("d").reserved == 0
+
+
+async def test_a_provider_error_is_an_attempt_billed_nothing(server: MockProviderServer,
+                                                             manager: CostManager) -> None:
+    manager.set_budget("d", BudgetConfig(limit=1))
+    async with client_for(server, manager) as client:
         server.add_fault(Fault(status=500, times=1))
         with pytest.raises(ServerError):
             await client.chat(model="gpt-4o-mini", messages=MSG)
@@ -167,37 +205,122 @@ async def test_failures_release_the_reservation(server: MockProviderServer,
                 pass
     status = manager.get_budget_status("d")
     assert status.reserved == 0 and status.spent == 0
-    assert manager.get_metrics().requests == 0
+    records = manager.recent_records()
+    assert [(r.outcome, r.cost) for r in records] == [("provider_error", 0)] * 2
+    assert server.billed == []
 
 
-async def test_cancelled_caller_leaks_no_reservation(manager: CostManager) -> None:
+async def test_every_retry_is_its_own_record(server: MockProviderServer,
+                                            manager: CostManager) -> None:
+    retry = partial(RetryLayer, config=RetryConfig(max_attempts=4, base_delay=0.001),
+                    budget=None)
+    server.add_fault(Fault(status=503, times=1))
+    server.add_fault(Fault(latency=1.0, times=1))
+    async with client_for(server, manager, retry) as client:
+        reply = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=20,
+                                  timeout=0.2)
+    records = manager.recent_records()
+    assert [(r.attempt, r.outcome) for r in records] == [
+        (1, "provider_error"), (2, "timed_out"), (3, "complete")]
+    assert len({r.call_id for r in records}) == 1
+    assert reply.cost == sum((r.cost or Decimal(0) for r in records), Decimal(0))
+    assert reply.cost_estimated is True
+    metrics = manager.get_metrics()
+    assert (metrics.calls, metrics.attempts) == (1, 3)
+    assert manager.metrics()["cost.calls"] == 1 and manager.metrics()["cost.attempts"] == 3
+
+
+async def test_a_fallback_attempt_is_billed_at_its_own_model(server: MockProviderServer,
+                                                             manager: CostManager) -> None:
+    server.add_fault(Fault(status=503, times=1, model="gpt-4o"))
+    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url) as probe:
+        resolve = probe.resolve
+    fallback = partial(FallbackLayer, models=("gpt-4o-mini",), resolve=resolve)
+    async with client_for(server, manager, fallback) as client:
+        reply = await client.chat(model="gpt-4o", messages=MSG)
+    first, second = manager.recent_records()
+    assert (first.model, first.outcome, second.model) == ("gpt-4o", "provider_error",
+                                                          "gpt-4o-mini")
+    assert second.cost == bill(reply.usage) == reply.cost
+
+
+async def test_hard_budget_rejects_before_sending(client: AsyncLLMClient,
+                                                  server: MockProviderServer,
+                                                  manager: CostManager) -> None:
+    reply = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=20)
+    assert reply.cost is not None
+    manager.set_budget("tight", BudgetConfig(limit=reply.cost * 4, period=BudgetPeriod.TOTAL))
+    with pytest.raises(BudgetExceededError) as info:
+        await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=2000)
+    err = info.value
+    assert err.budget == "tight" and err.limit == reply.cost * 4 and err.spent == reply.cost
+    assert err.reserved == 0 and err.requested == bound(MSG, 2000)
+    with pytest.raises(BudgetExceededError):
+        async for _ in client.stream(model="gpt-4o-mini", messages=MSG, max_tokens=2000):
+            pass
+    assert server.request_count == 1  # nothing else reached the provider
+    ok = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=12)
+    assert ok.cost is not None and ok.cost <= bound(MSG, 12)
+
+
+async def test_under_a_hard_budget_the_reserved_cap_is_sent(server: MockProviderServer,
+                                                            manager: CostManager) -> None:
     manager.set_budget("d", BudgetConfig(limit=1))
-    slow = MockProviderServer(reply_words=3, shutdown_timeout=0.05)
-    async with slow, AsyncLLMClient("openai", api_key=KEY, base_url=slow.base_url,
-                                    layers=[partial(CostLayer, manager=manager)]) as client:
-        slow.add_fault(Fault(latency=5.0))
-        task = asyncio.create_task(client.chat(model="gpt-4o-mini", messages=MSG))
-        while manager.get_budget_status("d").reserved == 0:
-            await asyncio.sleep(0.001)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert manager.get_budget_status("d").reserved == 0
+    async with client_for(server, manager, default_max_tokens=7) as client:
+        reply = await client.chat(model="gpt-4o-mini", messages=MSG)
+    assert server.requests[-1].body["max_tokens"] == 7
+    assert reply.usage.output_tokens == 7 and reply.finish_reason == "length"
+    assert manager.recent_records(1)[0].reserved == bound(MSG, 7)
+    async with client_for(server, manager) as client:
+        await client.chat(model="gpt-4o", messages=MSG)
+    assert server.requests[-1].body["max_tokens"] == 4096  # the default cap, below the max
+    manager.remove_budget("d")
+    async with client_for(server, manager) as client:
+        await client.chat(model="gpt-4o-mini", messages=MSG)
+    assert "max_tokens" not in server.requests[-1].body  # no budget: the request as given
+    async with client_for(server, manager, cap_output=True, default_max_tokens=5) as client:
+        reply = await client.chat(model="gpt-4o-mini", messages=MSG)
+    assert reply.usage.output_tokens == 5 and server.requests[-1].body["max_tokens"] == 5
 
-        slow.add_fault(Fault(latency=5.0, stream=True))
 
-        async def consume() -> None:
-            async for _ in client.stream(model="gpt-4o-mini", messages=MSG):
-                pass
+async def test_unpriced_models(server: MockProviderServer, manager: CostManager,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    async with client_for(server, manager) as client:
+        with caplog.at_level(logging.WARNING, logger="llm_async.cost"):
+            first = await client.chat(model="in-house-7b", messages=MSG)
+            second = await client.chat(model="in-house-7b", messages=MSG)
+        assert first.cost is None and second.cost is None
+        assert len([r for r in caplog.records if "in-house-7b" in r.getMessage()]) == 1
+        assert manager.get_metrics().unpriced_requests == 2
+        manager.set_budget("d", BudgetConfig(limit=1))
+        sent = server.request_count
+        with pytest.raises(UnpricedModelError, match="set_price") as info:
+            await client.chat(model="in-house-7b", messages=MSG)
+        assert info.value.model == "in-house-7b" and isinstance(info.value, BudgetExceededError)
+        assert server.request_count == sent  # refused before sending
+    async with client_for(server, manager, unknown_price="allow") as allowing:
+        with caplog.at_level(logging.WARNING, logger="llm_async.cost"):
+            allowed = await allowing.chat(model="in-house-7b", messages=MSG)
+    assert allowed.cost is None and server.request_count == sent + 1
+    assert any("unchecked" in r.getMessage() for r in caplog.records)
 
-        stream_task = asyncio.create_task(consume())
-        while manager.get_budget_status("d").reserved == 0:
-            await asyncio.sleep(0.001)
-        stream_task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await stream_task
+
+async def test_odd_usage_never_loses_the_answer(server: MockProviderServer,
+                                                manager: CostManager) -> None:
+    manager.set_budget("d", BudgetConfig(limit=1))
+    server.add_fault(Fault(usage={"cached_tokens": 999, "completion_tokens": -3}, times=2))
+    async with client_for(server, manager) as client:
+        reply = await client.chat(model="gpt-4o-mini", messages=MSG, max_tokens=30)
+        streamed = await client.stream(model="gpt-4o-mini", messages=MSG,
+                                       max_tokens=30).get_final_response()
+    assert reply.text and streamed.text  # the paid answers reached the caller
+    for record in manager.recent_records():
+        assert record.flags and any("negative output_tokens" in f for f in record.flags)
+        assert record.estimated and record.cost == bound(MSG, 30) >= bill(Usage(
+            input_tokens=server.billed[0].prompt_tokens,
+            output_tokens=server.billed[0].completion_tokens))
     assert manager.get_budget_status("d").reserved == 0
-    assert manager.get_metrics().requests == 0
+    assert manager.get_metrics().flagged_requests == 2
 
 
 class CachedInner:
@@ -231,45 +354,6 @@ async def test_cache_hits_cost_nothing(manager: CostManager) -> None:
     assert m.total_cost == 0 and m.cache_hits == 2 and m.requests == 2
 
 
-async def test_unknown_model_costs_none_and_warns_once(manager: CostManager,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
-    manager.set_budget("d", BudgetConfig(limit=1))
-    async with AsyncLLMClient("openai", transport=MockLLMTransport(), layers=[
-            partial(CostLayer, manager=manager)]) as client, \
-            AsyncLLMClient("openai", transport=MockLLMTransport(), layers=[
-                partial(CostLayer, manager=manager, unknown_price="reject")]) as strict:
-        with caplog.at_level(logging.WARNING, logger="llm_async.cost"):
-            first = await client.chat(model="in-house-7b", messages=MSG)
-            second = await client.chat(model="in-house-7b", messages=MSG)
-        with pytest.raises(BudgetExceededError, match="has no price"):
-            await strict.chat(model="in-house-7b", messages=MSG)
-    assert first.cost is None and second.cost is None
-    assert len([r for r in caplog.records if "in-house-7b" in r.getMessage()]) == 1
-    assert manager.get_metrics().unpriced_requests == 2
-
-
-async def test_reservation_covers_the_dearest_fallback(manager: CostManager) -> None:
-    layer = CostLayer(MockLLMTransport(), manager, fallback_models=["gpt-4"])
-    async with AsyncLLMClient("openai", transport=MockLLMTransport(), layers=[]) as client:
-        request = client.build_request("gpt-4o-mini", MSG, {"max_tokens": 100}, stream=False)
-    plan = layer.plan(request)
-    gpt4 = manager.pricing.lookup("gpt-4")
-    assert gpt4 is not None and plan.worst_case is not None
-    assert plan.worst_case >= Decimal(100) * gpt4.output / 10**6
-    per_call = request.model_copy(update={"options": {"fallback_models": []}})
-    cheap = layer.plan(per_call).worst_case
-    assert cheap is not None and cheap < plan.worst_case
-
-
-async def test_cap_output_sends_the_default_cap(server: MockProviderServer,
-                                                manager: CostManager) -> None:
-    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url, layers=[
-            partial(CostLayer, manager=manager, cap_output=True, default_max_tokens=5)]) as c:
-        reply = await c.chat(model="gpt-4o-mini", messages=MSG)
-    assert reply.usage.output_tokens == 5 and reply.finish_reason == "length"
-    assert server.requests[-1].body["max_tokens"] == 5
-
-
 async def test_default_pipeline_and_client_cost_manager(server: MockProviderServer) -> None:
     mine = CostManager()
     async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
@@ -278,7 +362,9 @@ async def test_default_pipeline_and_client_cost_manager(server: MockProviderServ
         layer = client.layer(CostLayer)
         assert layer is not None and layer.manager is mine
         names = [type(h).__name__ for h in client.stack]
-        assert names.index("CostLayer") < names.index("FallbackLayer")
+        # Inside retry and fallback: each attempt is reserved and billed on its own.
+        assert names.index("FallbackLayer") < names.index("RetryLayer") \
+            < names.index("CostLayer") < names.index("CircuitBreakerLayer")
         reply = await client.chat(model="gpt-4o-mini", messages=MSG)
         assert reply.cost is not None and mine.get_metrics().total_cost == reply.cost
     async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url) as default:
@@ -298,8 +384,7 @@ async def test_prompt_cache_and_openrouter_cost_end_to_end(server: MockProviderS
 
     history = [{"role": "system", "content": "You answer questions about rivers " * 20},
                {"role": "user", "content": "first question"}]
-    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
-                              layers=[partial(CostLayer, manager=manager)]) as client:
+    async with client_for(server, manager) as client:
         first = await client.chat(model="gpt-4o-mini", messages=history)
         again = await client.chat(model="gpt-4o-mini",
                                   messages=[*history[:1], {"role": "user", "content": "second"}])
@@ -353,8 +438,7 @@ async def test_ledger_failures_are_typed_and_never_lose_an_answer(
     ledger = BrokenLedger()
     manager = CostManager(backend=ledger)
     manager.set_budget("d", BudgetConfig(limit=1))
-    async with AsyncLLMClient("openai", api_key=KEY, base_url=server.base_url,
-                              layers=[partial(CostLayer, manager=manager)]) as client:
+    async with client_for(server, manager) as client:
         ledger.fail_reserve = True
         with pytest.raises(LLMError, match="cost ledger reserve failed") as info:
             await client.chat(model="gpt-4o-mini", messages=MSG)

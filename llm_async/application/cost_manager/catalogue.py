@@ -74,6 +74,7 @@ class PricingCatalog:
         #: catalogue made only of its entries.
         self.maintained: MaintainedPrices | None = MaintainedPrices() if maintained else None
         self._extra: dict[str, dict[str, Any]] = {}
+        self._resolved: set[tuple[str, str | None]] = set()
         self._entries: dict[tuple[str, str], ModelPrice] = {}
         self._index: dict[tuple[str, str], ModelPrice] = {}
         self._by_model: dict[str, ModelPrice] = {}
@@ -245,6 +246,18 @@ class PricingCatalog:
         with self._lock:
             return set(self._providers)
 
+    def preload(self) -> None:
+        """Read the maintained price data now (a few hundred milliseconds of CPU, once per
+        process) instead of on the first call that needs a price: call it at start-up, or in a
+        worker thread, to keep that off the first calls' path."""
+        if self.maintained is not None:
+            self.maintained.preload()
+
+    def resolved(self, model: str, provider: str | None = None) -> bool:
+        """Whether ``model`` at ``provider`` was looked up already (so looking it up again
+        costs a dictionary read, not a first read of the price data)."""
+        return (model, provider) in self._resolved
+
     def lookup(self, model: str, provider: str | None = None) -> ModelPrice | None:
         """The price of ``model`` as served by ``provider``, or ``None`` when unknown."""
         key = (model, provider)
@@ -252,6 +265,8 @@ class PricingCatalog:
             return self._cache[key]
         except KeyError:
             pass
+        if len(self._resolved) < _CACHE_SIZE:
+            self._resolved.add(key)
         with self._lock:
             found = self._lookup(model, provider)
             if found is None and self.maintained is not None:

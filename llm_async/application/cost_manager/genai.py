@@ -6,6 +6,7 @@ installed release carries (upgrade the package for newer prices).
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -18,6 +19,8 @@ from .pricing import ModelPrice
 __all__ = ["MaintainedPrices"]
 
 _CACHE_SIZE = 4096
+#: OpenRouter's dotted versions (``claude-3.5-sonnet``) → Anthropic's (``claude-3-5-sonnet``).
+_DOTTED_VERSION_RE = re.compile(r"(?<=\d)\.(?=\d)")
 
 _GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "openrouter": "openrouter",
                     "google": "google", "gemini": "google", "mistral": "mistral",
@@ -53,6 +56,10 @@ class MaintainedPrices:
                         self._snapshot = data_snapshot.get_snapshot()
         return self._snapshot
 
+    def preload(self) -> None:
+        """Read the bundled price data now."""
+        self._data()
+
     def lookup(self, model: str, provider: str | None) -> ModelPrice | None:
         """The price of ``model`` at ``provider`` from genai-prices, or ``None``."""
         key = (model, provider)
@@ -74,9 +81,21 @@ class MaintainedPrices:
         if colon and "/" in base:
             name = base
         pid = _GENAI_PROVIDERS.get(provider) if provider is not None else None
-        try:
-            found, info = snapshot.find_provider_model(name, None, pid, None)
-        except LookupError:
+        attempts: list[tuple[str, str | None]] = []
+        vendor, slash, rest = name.partition("/")
+        if slash and pid in ("openrouter", None) and vendor in _GENAI_PROVIDERS:
+            # OpenRouter bills a vendor's model at the vendor's own prices (its cache prices
+            # included), so the vendor's entry comes first.
+            attempts += [(rest, _GENAI_PROVIDERS[vendor]),
+                         (_DOTTED_VERSION_RE.sub("-", rest), _GENAI_PROVIDERS[vendor])]
+        attempts.append((name, pid))
+        for model_ref, provider_id in attempts:
+            try:
+                found, info = snapshot.find_provider_model(model_ref, None, provider_id, None)
+            except LookupError:
+                continue
+            break
+        else:
             return None
         prices = info.get_prices(datetime.now(timezone.utc))
         return _from_genai(found.id, info.id, prices, self._version)

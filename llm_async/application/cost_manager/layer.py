@@ -335,7 +335,14 @@ class CostLayer(Layer):
 
     # -- handler -------------------------------------------------------------------------
 
+    async def _resolve_price(self, request: ChatRequest) -> None:
+        """Look a model's price up for the first time in a worker thread: the first read of the
+        price data takes a few hundred milliseconds, which must not hold the event loop."""
+        await asyncio.to_thread(self.manager.pricing.lookup, request.model, request.provider)
+
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        if not self.manager.pricing.resolved(request.model, request.provider):
+            await self._resolve_price(request)
         plan = self._plan(request)
         reservation = await self._reserve(plan, ctx) if plan.hard else None
         first = len(ctx.attempts)
@@ -347,11 +354,12 @@ class CostLayer(Layer):
             raise
         usage = response.usage
         if (reservation is None and usage is not None and response.provider_cost is None
-                and not response.cache_hit and len(ctx.attempts) - first <= 1
+                and not response.cache_hit and not ctx.cache_hit
+                and len(ctx.attempts) - first <= 1
                 and not self.manager.backend.blocking and self._quick(plan, ctx, first, usage,
                                                                      response.request_id)):
             pass
-        elif response.cache_hit or ctx.cache_hit:
+        elif (response.cache_hit or ctx.cache_hit) and len(ctx.attempts) == first:
             await self._bill(self._record(plan, ctx, None, outcome="complete", zero=True,
                                           cache_hit=True), reservation, ctx, None)
         else:
@@ -411,6 +419,8 @@ class CostLayer(Layer):
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        if not self.manager.pricing.resolved(request.model, request.provider):
+            await self._resolve_price(request)
         plan = self._plan(request)
         reservation = await self._reserve(plan, ctx)
         first = len(ctx.attempts)
@@ -435,9 +445,13 @@ class CostLayer(Layer):
             raise
         finally:
             # The ledger writes inside are shielded: a cancellation cannot lose the record.
-            await self._settle(plan, ctx, first, reservation, usage=usage,
-                               provider_cost=provider_cost, error=error, seen=seen,
-                               request_id=response_id)
+            if error is None and ctx.cache_hit and len(ctx.attempts) == first:
+                await self._bill(self._record(plan, ctx, None, zero=True, cache_hit=True),
+                                 reservation, ctx, None)
+            else:
+                await self._settle(plan, ctx, first, reservation, usage=usage,
+                                   provider_cost=provider_cost, error=error, seen=seen,
+                                   request_id=response_id)
 
     def __repr__(self) -> str:
         return f"CostLayer(manager={self.manager!r}, inner={type(self.inner).__name__})"
