@@ -7,7 +7,8 @@ Order is semantics (see docs/concepts/layers.md)::
 
 A cache hit spends nothing; dedup bills a shared call once; the cost layer sees every attempt
 (each retry and each fallback model is reserved, checked and billed on its own, at its own
-model's price) and the budget rejects before anything queues; every retry passes back through the breaker and the limits, so retries never burst; an
+model's price) and the budget rejects before anything queues; every retry passes back through
+the breaker and the limits, so retries never burst; an
 open breaker ends the retry loop at once and lets fallback move on; time spent queued in our own
 limits never counts as a provider timeout, because the transport, innermost, owns the timeouts.
 
@@ -79,7 +80,8 @@ def _dedup(client: AsyncLLMClient) -> LayerFactory | None:
 
 def _cost(client: AsyncLLMClient) -> LayerFactory | None:
     """Issue 5: cost tracking and hard budgets, per attempt (reserve the worst case before
-    sending, bill every attempt that was sent). Off with ``track_cost=False`` or ``cost_manager=None``; uses
+    sending, bill every attempt that was sent). Off with ``track_cost=False`` or
+    ``cost_manager=None``; uses
     ``client.cost_manager`` (the process-wide manager unless one was passed), which gets the
     ``daily`` / ``monthly`` budgets of the client's settings. ``cost_options={...}`` (client
     keyword) passes ``CostLayer`` options such as ``cap_output`` or ``default_max_tokens``."""

@@ -275,9 +275,14 @@ class Admission(BudgetBook):
     def _ensure_renewer(self) -> None:
         """Start the lease renewer if it is not running (called with the lock held)."""
         if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
-                                             name="llm_async-cost-leases")
-            self._renewer.start()
+            renewer = threading.Thread(target=self._renew_loop, daemon=True,
+                                       name="llm_async-cost-leases")
+            try:
+                renewer.start()
+            except RuntimeError:  # the interpreter is shutting down: no lease outlives it
+                logger.debug("not renewing budget leases: the interpreter is exiting")
+                return
+            self._renewer = renewer
 
     def _renew_loop(self) -> None:
         while not self._closed.wait(self.lease / 3):

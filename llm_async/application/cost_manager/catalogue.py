@@ -355,9 +355,5 @@ def get_pricing_catalog() -> PricingCatalog:
 
 def how_to_price(model: str) -> str:
     """The sentence that tells how to give ``model`` a price."""
-    return (f"Price it with get_pricing_catalog().set_price({model!r}, input=..., output=...) "
-            f"(USD per million tokens) or PricingCatalog.load_file(path).")
-
-
-#: genai-prices provider ids for the providers this library routes to (others are matched by
-#: the model id alone).
+    return (f"Add it with get_pricing_catalog().set_price({model!r}, input=..., output=...) "
+            f"or load_file().")

@@ -335,14 +335,7 @@ class CostLayer(Layer):
 
     # -- handler -------------------------------------------------------------------------
 
-    async def _resolve_price(self, request: ChatRequest) -> None:
-        """Look a model's price up for the first time in a worker thread: the first read of the
-        price data takes a few hundred milliseconds, which must not hold the event loop."""
-        await asyncio.to_thread(self.manager.pricing.lookup, request.model, request.provider)
-
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
-        if not self.manager.pricing.resolved(request.model, request.provider):
-            await self._resolve_price(request)
         plan = self._plan(request)
         reservation = await self._reserve(plan, ctx) if plan.hard else None
         first = len(ctx.attempts)
@@ -419,8 +412,6 @@ class CostLayer(Layer):
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
-        if not self.manager.pricing.resolved(request.model, request.provider):
-            await self._resolve_price(request)
         plan = self._plan(request)
         reservation = await self._reserve(plan, ctx)
         first = len(ctx.attempts)
