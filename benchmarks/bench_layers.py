@@ -1,7 +1,9 @@
 """Per-layer CPU overhead, in process: each default layer alone, then the whole default stack.
 
 The innermost handler is ``MockLLMTransport`` (no HTTP), so the numbers are the client's and the
-layers' own work. Prints a Markdown table of CPU µs per unary call and per 5-word stream.
+layers' own work. Prints a Markdown table of CPU µs per unary call and per 5-word stream, then
+the cost layer's own rows: under a hard budget (reserve, then settle), and the longest time it
+holds the event loop for one call with a 50 MB prompt.
 
     python benchmarks/bench_layers.py [--calls 4000]
 """
@@ -13,9 +15,13 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable
+from decimal import Decimal
+from functools import partial
 
-from llm_async import AsyncLLMClient, MockLLMTransport
+from llm_async import AsyncLLMClient, ChatResponse, MockLLMTransport, Usage, build_request
 from llm_async._defaults import _entries
+from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, CostLayer, CostManager
+from llm_async.context import CallContext
 
 MESSAGES = [{"role": "user", "content": "Hello there, how are you today?"}]
 
@@ -63,6 +69,10 @@ async def main(calls: int) -> None:
         name = entry.__name__.lstrip("_")
         rows.append((f"+ {name} only", *await measure(lambda f=factory: _client([f]), calls)))
     await probe.aclose()
+    budgeted = CostManager()
+    budgeted.set_budget("hard", BudgetConfig(limit=Decimal(10**6), period=BudgetPeriod.TOTAL))
+    rows.append(("+ cost only, hard budget", *await measure(
+        lambda: _client([partial(CostLayer, manager=budgeted)]), calls)))
     rows.append(("default stack", *await measure(_client, calls)))
     print("| handler stack | CPU µs / unary call | overhead | CPU µs / stream | overhead |")
     print("|---|---:|---:|---:|---:|")
@@ -71,7 +81,39 @@ async def main(calls: int) -> None:
               f"{stream - base[1]:+.1f} |")
 
 
+class _Answer:
+    """An inner handler that answers at once (the cost layer's own work is all that is timed)."""
+
+    async def chat(self, request: object, ctx: CallContext) -> ChatResponse:
+        attempt = ctx.begin_attempt("mock", "gpt-4o-mini")
+        attempt.sent = True
+        return ChatResponse(content="ok", usage=Usage(input_tokens=12_500_000, output_tokens=5))
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def big_prompts() -> None:
+    """The longest the cost layer holds the event loop for one call with a 50 MB prompt (the
+    whole call runs without suspending, so its wall time is the hold)."""
+    manager = CostManager()
+    manager.set_budget("hard", BudgetConfig(limit=Decimal(10**6), period=BudgetPeriod.TOTAL))
+    layer = CostLayer(_Answer(), manager)  # type: ignore[arg-type]
+    print()
+    print("| 50 MB prompt | cost layer holds the loop (ms) |")
+    print("|---|---:|")
+    for label, text in (("ASCII", "lorem ipsum " * (50_000_000 // 12)),
+                        ("non-ASCII (é, 漢)", "é漢 " * (50_000_000 // 6))):
+        request = build_request(model="gpt-4o-mini", max_tokens=100,
+                                messages=[{"role": "user", "content": text}])
+        await layer.chat(request, CallContext())  # the price and the pools are warm
+        started = time.perf_counter()
+        await layer.chat(request, CallContext())
+        print(f"| {label} | {(time.perf_counter() - started) * 1e3:.2f} |")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=4000)
     asyncio.run(main(parser.parse_args().calls))
+    asyncio.run(big_prompts())

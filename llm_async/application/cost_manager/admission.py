@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from ...errors import BudgetExceededError, LLMError
 from .book import BudgetBook
 from .money import from_nano, new_id, quantize, to_nano
+from .periods import limits_nano
 from .records import BudgetCheck, BudgetEvent, Hold, Reservation, ReserveResult, UsageRecord
 
 __all__ = ["Admission", "invoke", "log_task_error"]
@@ -86,7 +87,7 @@ class Admission(BudgetBook):
         if not hard:
             return None
         now = self.now()
-        checks = [BudgetCheck(name, self._key(config, now), to_nano(config.limit))
+        checks = [BudgetCheck(name, self._key(config, now), limits_nano(config)[0])
                   for name, config in hard]
         rid = new_id()
         if charge is None:

@@ -207,8 +207,18 @@ class CostLayer(Layer):
             return None
         bound = plan.compute_bound(self.default_max_tokens)
         assert bound is not None
-        charge = self._record(plan, ctx, None, bound=bound, outcome="lease_expired",
-                              attempt_no=ctx.attempt or len(ctx.attempts) + 1)
+        amount = from_nano(bound)
+        # What the ledger charges if this attempt's lease runs out (its worker died).
+        charge = trusted_record(
+            id=new_id(), timestamp=self.manager.now(), provider=request.provider,
+            model=request.model, user_id=request.user_id, project_id=request.project_id,
+            input_tokens=plan.input_bound, output_tokens=plan.output_bound,
+            cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0, images=plan.images,
+            cost=amount, computed_cost=amount, provider_cost=None, reserved=amount,
+            estimated=True, cache_hit=False, prompt_hash=None, prefix_hash=None,
+            prefix_tokens=0, request_id=None, call_id=ctx.call_id,
+            attempt=ctx.attempt or len(ctx.attempts) + 1,
+            counts_call=ctx.billed_attempts == 0, outcome="lease_expired", flags=())
         return await self.manager.areserve(bound, model=request.model,
                                            user_id=request.user_id,
                                            project_id=request.project_id, charge=charge)
@@ -346,11 +356,11 @@ class CostLayer(Layer):
                                error=exc, seen=0)
             raise
         usage = response.usage
-        if (reservation is None and usage is not None and response.provider_cost is None
+        if (usage is not None and response.provider_cost is None
                 and not response.cache_hit and not ctx.cache_hit
                 and len(ctx.attempts) - first <= 1
-                and not self.manager.backend.blocking and self._quick(plan, ctx, first, usage,
-                                                                     response.request_id)):
+                and not self.manager.backend.blocking
+                and self._quick(plan, ctx, first, usage, response.request_id, reservation)):
             pass
         elif (response.cache_hit or ctx.cache_hit) and len(ctx.attempts) == first:
             await self._bill(self._record(plan, ctx, None, outcome="complete", zero=True,
@@ -364,10 +374,10 @@ class CostLayer(Layer):
         return response
 
     def _quick(self, plan: _Plan, ctx: CallContext, first: int, usage: Usage,
-               request_id: str | None) -> bool:
-        """Bill the usual attempt (one, answered, priced, sane usage, no reservation, a ledger
-        that does not block) with integer arithmetic and no awaits; ``False`` if it is not
-        the usual one."""
+               request_id: str | None, reservation: Reservation | None) -> bool:
+        """Bill the usual attempt (one, answered, priced, sane usage, a ledger that does not
+        block) with integer arithmetic and no awaits, settling ``reservation``; ``False`` if it
+        is not the usual one."""
         price = plan.price
         inp, out = usage.input_tokens, usage.output_tokens
         cached = usage.cache_read_tokens + usage.cache_write_tokens
@@ -390,14 +400,16 @@ class CostLayer(Layer):
             output_tokens=out, cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens, images=images, cost=cost,
-            computed_cost=cost, provider_cost=None, reserved=None, estimated=False,
+            computed_cost=cost, provider_cost=None,
+            reserved=reservation.amount if reservation is not None else None, estimated=False,
             cache_hit=False, prompt_hash=prompt_hash, prefix_hash=prefix_hash,
             prefix_tokens=0, request_id=request_id or (
                 attempt.request_id if attempt is not None else None),
             call_id=ctx.call_id, attempt=attempt.number if attempt is not None else 1,
             counts_call=ctx.billed_attempts == 0, outcome="complete", flags=())
         try:
-            manager.commit_now(record, nano)
+            manager.commit_now(record, nano, plain=not (cached or usage.reasoning_tokens),
+                               reservation=reservation)
         except LLMError:
             logger.exception("could not record the cost of call %s (%s, $%s)", ctx.call_id,
                              record.model, cost)
@@ -436,7 +448,12 @@ class CostLayer(Layer):
             raise
         finally:
             # The ledger writes inside are shielded: a cancellation cannot lose the record.
-            if error is None and ctx.cache_hit and len(ctx.attempts) == first:
+            if (error is None and usage is not None
+                    and provider_cost is None and not ctx.cache_hit
+                    and len(ctx.attempts) - first <= 1 and not self.manager.backend.blocking
+                    and self._quick(plan, ctx, first, usage, response_id, reservation)):
+                pass
+            elif error is None and ctx.cache_hit and len(ctx.attempts) == first:
                 await self._bill(self._record(plan, ctx, None, zero=True, cache_hit=True),
                                  reservation, ctx, None)
             else:

@@ -17,7 +17,7 @@ import heapq
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .money import to_nano
 from .records import (
@@ -126,7 +126,7 @@ class MemoryLedger:
     """The in-process ledger (the default). Thread-safe; keeps the last ``max_records`` records
     (counters are never truncated)."""
 
-    blocking: ClassVar[bool] = False
+    blocking: bool = False
 
     def __init__(self, max_records: int = 10_000) -> None:
         self._lock = threading.Lock()
@@ -225,13 +225,22 @@ class MemoryLedger:
 
     def commit(self, record: UsageRecord, counters: Sequence[CounterKey],
                reservation_id: str | None, watch: Sequence[CounterKey]) -> list[int]:
-        cost = to_nano(record.cost) if record.cost is not None else 0
-        # Counter.of(record), packed (the hot path of every call).
-        packed = (cost | 1 << 64 | record.input_tokens << 128 | record.output_tokens << 192
-                  | int(record.counts_call) << 640)
-        if record.cache_read_tokens or record.cache_write_tokens or record.reasoning_tokens \
-                or record.cache_hit or record.estimated or record.cost is None \
-                or record.outcome == "lease_expired" or record.flags:
+        return self.commit_nano(record, counters, reservation_id, watch,
+                                to_nano(record.cost) if record.cost is not None else 0)
+
+    def commit_nano(self, record: UsageRecord, counters: Sequence[CounterKey],
+                    reservation_id: str | None, watch: Sequence[CounterKey],
+                    cost: int, plain: bool = False) -> list[int]:
+        """:meth:`commit` of a record whose cost in nano-dollars is ``cost`` already; ``plain``
+        promises it has nothing but input and output tokens, a cost and ``counts_call``."""
+        if plain or not (record.cache_read_tokens or record.cache_write_tokens
+                         or record.reasoning_tokens or record.cache_hit or record.estimated
+                         or record.cost is None or record.outcome == "lease_expired"
+                         or record.flags):
+            # Counter.of(record), packed (the hot path of every call).
+            packed = (cost | 1 << 64 | record.input_tokens << 128
+                      | record.output_tokens << 192 | int(record.counts_call) << 640)
+        else:
             packed = _pack(Counter.of(record).as_tuple())
         with self._lock:
             if reservation_id is not None and self._drop(reservation_id) is None:

@@ -22,7 +22,7 @@ from .book import BudgetListener
 from .catalogue import PricingCatalog, get_pricing_catalog
 from .ledger import Ledger, MemoryLedger
 from .money import ZERO, from_nano, new_id, quantize, to_decimal, to_nano, utcnow
-from .periods import BudgetConfig
+from .periods import BudgetConfig, limits_nano
 from .pricing import ModelPrice
 from .records import (
     BudgetEvent,
@@ -103,7 +103,9 @@ class CostManager(Admission, Reports):
             raise InvalidRequestError("admission_timeout must be >= 0",
                                       field="admission_timeout")
         super().__init__()
-        self.backend: Ledger = backend if backend is not None else MemoryLedger()  # type: ignore[assignment]
+        self.backend: Ledger = backend if backend is not None else MemoryLedger()
+        # The in-process ledger itself (not a subclass), whose commit the fast path calls.
+        self._memory = self.backend if type(self.backend) is MemoryLedger else None
         self._pricing = pricing
         self.estimator = estimator if estimator is not None else get_token_estimator()
         self.now = now
@@ -240,17 +242,15 @@ class CostManager(Admission, Reports):
             return
         for (name, config), key, after in zip(budgets, watch, totals, strict=True):
             before = after - cost
-            limit = to_nano(config.limit)
-            if config.soft_limit is not None:
-                threshold = to_nano(config.limit * to_decimal(config.soft_limit))
-                if before < threshold <= after:
-                    with self._lock:
-                        self._stats["soft_limit_crossings"] += 1
-                    logger.warning(
-                        "budget %r crossed its soft limit: spent $%s of $%s (%.0f%%) in %s",
-                        name, from_nano(after), config.limit, 100.0 * after / limit, key[1])
-                    self._emit(BudgetEvent("soft_limit", name, config.limit, from_nano(after),
-                                           threshold=from_nano(threshold), window=key[1]))
+            limit, threshold = limits_nano(config)
+            if threshold is not None and before < threshold <= after:
+                with self._lock:
+                    self._stats["soft_limit_crossings"] += 1
+                logger.warning(
+                    "budget %r crossed its soft limit: spent $%s of $%s (%.0f%%) in %s",
+                    name, from_nano(after), config.limit, 100.0 * after / limit, key[1])
+                self._emit(BudgetEvent("soft_limit", name, config.limit, from_nano(after),
+                                       threshold=from_nano(threshold), window=key[1]))
             if before < limit <= after:
                 with self._lock:
                     self._stats["limit_reached"] += 1
@@ -259,18 +259,32 @@ class CostManager(Admission, Reports):
                 self._emit(BudgetEvent("limit_reached", name, config.limit, from_nano(after),
                                        threshold=config.limit, window=key[1]))
 
-    def commit_now(self, record: UsageRecord, nano: int) -> None:
-        """Write a record whose cost is ``nano`` nano-dollars, with no reservation, to a ledger
-        that does not block (the cost layer's fast path)."""
+    def commit_now(self, record: UsageRecord, nano: int, *, plain: bool = False,
+                   reservation: Reservation | None = None) -> None:
+        """Write a record whose cost is ``nano`` nano-dollars to a ledger that does not block,
+        settling ``reservation`` in the same step (the cost layer's fast path; ``plain``: see
+        :meth:`MemoryLedger.commit_nano`)."""
         keys = self.record_keys(record.model, record.user_id, record.project_id,
                                 record.timestamp)
-        if not self._budgets:
-            invoke(self.backend.commit, record, keys, None, ())
-            return
-        budgets = self.applicable(record.user_id, record.project_id, record.model)
+        backend = self.backend
+        rid = None
+        if reservation is not None and not reservation.settled:
+            reservation.settled = True
+            rid = reservation.id
+        budgets = (self.applicable(record.user_id, record.project_id, record.model)
+                   if self._budgets else [])
         watch = [self._key(config, record.timestamp) for _, config in budgets]
-        totals = invoke(self.backend.commit, record, keys, None, watch)
-        self._after_commit(record, budgets, watch, totals, nano)
+        try:
+            memory = self._memory
+            if memory is not None:
+                totals = memory.commit_nano(record, keys, rid, watch, nano, plain)
+            else:
+                totals = invoke(backend.commit, record, keys, rid, watch)
+        finally:
+            if reservation is not None:
+                self._settled(reservation)
+        if budgets:
+            self._after_commit(record, budgets, watch, totals, nano)
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> UsageRecord:
         """Write ``record`` to the ledger, settling ``reservation`` in the same step."""

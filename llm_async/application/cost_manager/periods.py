@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .money import UTC, to_decimal
+from .money import UTC, to_decimal, to_nano
 
-__all__ = ["BudgetConfig", "BudgetPeriod", "period_window", "windows_of"]
+__all__ = ["BudgetConfig", "BudgetPeriod", "limits_nano", "period_window", "windows_of"]
 
 
 class BudgetPeriod(str, enum.Enum):
@@ -141,3 +141,21 @@ class BudgetConfig(BaseModel):
             return model == value
         return True
 
+
+
+# (config, limit, soft-limit threshold) in nano-dollars, by id: worked out once per budget.
+_LIMITS: dict[int, tuple[BudgetConfig, int, int | None]] = {}
+
+
+def limits_nano(config: BudgetConfig) -> tuple[int, int | None]:
+    """``(limit, soft-limit threshold or None)`` of ``config`` in nano-dollars."""
+    found = _LIMITS.get(id(config))
+    if found is not None and found[0] is config:
+        return found[1], found[2]
+    limit = to_nano(config.limit)
+    soft = (to_nano(config.limit * to_decimal(config.soft_limit))
+            if config.soft_limit is not None else None)
+    if len(_LIMITS) >= 4096:
+        _LIMITS.clear()
+    _LIMITS[id(config)] = (config, limit, soft)
+    return limit, soft

@@ -139,12 +139,18 @@ def trusted_record(**values: Any) -> UsageRecord:
     """A :class:`UsageRecord` from values that already have their fields' types (every field
     given), without re-validating them (what ``model_construct`` does, minus its defaults
     handling)."""
-    record = UsageRecord.__new__(UsageRecord)
-    object.__setattr__(record, "__dict__", values)
-    object.__setattr__(record, "__pydantic_fields_set__", set(_RECORD_FIELDS))
-    object.__setattr__(record, "__pydantic_extra__", None)
-    object.__setattr__(record, "__pydantic_private__", None)
+    record = _new(UsageRecord)
+    _set(record, "__dict__", values)
+    # Shared: pydantic copies this set before changing it (``model_copy``), never in place.
+    _set(record, "__pydantic_fields_set__", _ALL_SET)
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
     return record
+
+
+_ALL_SET = set(_RECORD_FIELDS)
+_new = UsageRecord.__new__
+_set = object.__setattr__
 
 
 class CostMetrics(_Mapping):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from ...application.cost_manager.ledger import default_charge
 from ...application.cost_manager.records import (
@@ -217,7 +217,7 @@ class RedisLedger:
     ``max_records`` caps the records list (counters are never truncated).
     """
 
-    blocking: ClassVar[bool] = True
+    blocking: bool = True
 
     def __init__(self, url: str | None = None, *, client: Any = None,
                  prefix: str = "{llm_async_cost}", max_records: int = 100_000) -> None:

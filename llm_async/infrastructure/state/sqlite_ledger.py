@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from ...application.cost_manager.ledger import default_charge
 from ...application.cost_manager.records import (
@@ -83,7 +83,7 @@ class SQLiteLedger:
     in ``records`` (``None`` keeps all); counters are never truncated.
     """
 
-    blocking: ClassVar[bool] = True
+    blocking: bool = True
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
                  synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL",
