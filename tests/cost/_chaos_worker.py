@@ -4,8 +4,8 @@ Usage: python _chaos_worker.py LEDGER WORKERS INDEX [LEASE]
 LEDGER is ``redis:<url>|<prefix>`` or ``sqlite:<directory>``; each scenario gets its own ledger
 (``<prefix>-<edge>``, ``<directory>/<edge>.db``). The worker prints ``ready``, then for each line
 ``<edge> <base_url>`` it reads on stdin (every worker gets the line at once, so they compete),
-makes its share (one WORKERS-th) of the scenario's calls and prints one JSON line of what its callers saw; an
-empty line ends it. The ``killed`` scenario is killed by the test mid-call instead.
+makes its share (one WORKERS-th) of the scenario's calls and prints one JSON line of what its
+callers saw; an empty line ends it. The ``killed`` scenario is killed by the test mid-call instead.
 """
 
 from __future__ import annotations
