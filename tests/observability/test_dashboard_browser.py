@@ -127,6 +127,8 @@ async def test_dashboard_shows_every_panel_under_load(otel: Otel) -> None:
             provider="openai", api_key=API_KEY, base_url=server.base_url,
             observability=obs, tracer_provider=otel.tracer_provider,
             meter_provider=otel.meter_provider, cost_manager=manager, retry_config=None,
+            # Unpriced calls under alice's hard budget are sent on purpose (the panel shows them).
+            cost_options={"unknown_price": "allow"},
             circuit_breaker_config=CircuitBreakerConfig(failure_threshold=2,
                                                         timeout=600.0)) as client:
         work = Workload(client, server)

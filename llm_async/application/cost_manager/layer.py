@@ -270,7 +270,8 @@ class CostLayer(Layer):
         ctx.billed_attempts += 1
         if attempt is not None:
             attempt.cost = record.cost
-        if record.cost is not None:
+        if record.cost is not None and record.outcome != "provider_error":
+            # A refused attempt billed nothing: a call that only met refusals has no cost.
             ctx.cost = record.cost if ctx.cost is None else ctx.cost + record.cost
         if record.estimated:
             ctx.cost_estimated = True
