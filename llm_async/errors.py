@@ -154,6 +154,7 @@ class ErrorKind(str, Enum):
     CIRCUIT_OPEN = "circuit_open"                # our breaker rejected the call
     LIMITER = "limiter"                          # our rate limiter cannot admit the call
     BUDGET = "budget"                            # a hard budget would be crossed
+    UNPRICED = "unpriced_model"                  # a hard budget cannot bound an unpriced model
     FALLBACK_EXHAUSTED = "fallback_exhausted"    # every model of a chain failed
     CANCELLED = "cancelled"                      # the caller cancelled
     UNKNOWN = "unknown"                          # anything else
@@ -580,6 +581,8 @@ class UnpricedModelError(BudgetExceededError):
     """A hard budget applies but the ``model`` has no price, so its cost cannot be bounded;
     nothing was sent. Price the model (the message says how) or allow unpriced calls
     explicitly."""
+
+    kind = ErrorKind.UNPRICED
 
     def __init__(self, message: str, *, model: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

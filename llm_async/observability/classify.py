@@ -44,7 +44,8 @@ def failure_type(exc: BaseException) -> str:
 #: did not fit what was asked (refusals, invalid structured output or tool arguments).
 _NOT_THE_PROVIDER = frozenset({
     ErrorKind.INVALID_REQUEST, ErrorKind.CONFIGURATION, ErrorKind.CIRCUIT_OPEN,
-    ErrorKind.LIMITER, ErrorKind.BUDGET, ErrorKind.FALLBACK_EXHAUSTED, ErrorKind.CANCELLED,
+    ErrorKind.LIMITER, ErrorKind.BUDGET, ErrorKind.UNPRICED, ErrorKind.FALLBACK_EXHAUSTED,
+    ErrorKind.CANCELLED,
     ErrorKind.STRUCTURED_OUTPUT, ErrorKind.REFUSAL, ErrorKind.TOOL_ARGUMENTS,
     ErrorKind.UNKNOWN,
 })

@@ -594,6 +594,7 @@ async def test_control_endpoints(
         "max_in_flight": 1,
         "faults_applied": 1,
         "streams": 0,
+        "billed": [],  # the 503 generated nothing, so nothing was billed
     }
     async with session.get(server.url + "/_mock/faults") as r:
         (pending,) = (await r.json())["faults"]
