@@ -36,10 +36,10 @@ class Prebuilt:
         self.chunks = [ChatChunk(delta="w ", id="r", model="m") for _ in range(11)]
         self.chunks.append(ChatChunk(delta="w", finish_reason="stop", usage=usage))
 
-    async def chat(self, request: Any) -> Any:
+    async def chat(self, request: Any, ctx: Any) -> Any:
         return self.response
 
-    async def stream(self, request: Any) -> AsyncGenerator[Any, None]:
+    async def stream(self, request: Any, ctx: Any) -> AsyncGenerator[Any, None]:
         for chunk in self.chunks:
             yield chunk
 

@@ -1,4 +1,5 @@
-"""The seed's observability facade: :func:`get_observability` and :class:`Observability`.
+"""The observability facade of the public contract: :func:`get_observability` and
+:class:`Observability`.
 
 ::
 
@@ -242,7 +243,7 @@ class Observability:
             out["total_cost"] = float(self._life_cost)
         return out
 
-    # -- the seed's API ---------------------------------------------------------------------
+    # -- the facade's API -------------------------------------------------------------------
 
     def trace_operation(self, name: str, **attributes: Any) -> OperationSpan:
         """Start timing (and tracing) an operation; finish it with :meth:`finish_operation`.

@@ -1,4 +1,4 @@
-"""The seed's facade (``get_observability``) and the rolling-window statistics behind it."""
+"""The observability facade (``get_observability``) and the rolling-window statistics behind it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def perform_operation(fail: bool) -> str:
     return "ok"
 
 
-def test_the_seed_example_runs_as_written() -> None:
+def test_the_contract_example_runs_as_written() -> None:
     from llm_async.observability import get_observability
 
     set_observability(None)
@@ -37,7 +37,7 @@ def test_the_seed_example_runs_as_written() -> None:
         assert get_observability() is obs
 
         for fail in (False, False, True):
-            # --- the seed's example, verbatim apart from the import ---
+            # --- the contract's example, verbatim apart from the import ---
             span = obs.trace_operation("llm_call", model="gpt-4")
             try:
                 result = perform_operation(fail)
