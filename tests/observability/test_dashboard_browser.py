@@ -271,6 +271,38 @@ async def check_under_load(page: Any) -> None:
     assert await _text(page, "#status") == "live"
 
 
+async def test_recent_calls_show_content_only_for_a_capturing_client(otel: Otel) -> None:
+    async_playwright = _require_browser()
+    obs = Observability()
+    async with MockProviderServer(reply_words=6) as server:
+        for capture in (False, True):
+            async with AsyncLLMClient(provider="openai", api_key=API_KEY,
+                                      base_url=server.base_url, observability=obs,
+                                      capture_content=capture, cost_manager=CostManager(),
+                                      retry_config=None) as client:
+                prompt = f"Summarise the report, capture={capture}"
+                reply = await client.chat(model=PRICED,
+                                          messages=[{"role": "user", "content": prompt}])
+        async with DashboardServer(obs, interval=0.2) as dashboard, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 900})
+                await page.goto(dashboard.url, wait_until="load")
+                await page.wait_for_function(
+                    "document.querySelectorAll('#recent-table tbody tr').length === 2",
+                    timeout=15_000)
+                assert "no-content" not in (
+                    await page.locator("#recent-table").get_attribute("class") or "")
+                assert await page.locator("#recent-table th.content").first.is_visible()
+                newest = await _cells(page, "#recent-table tbody tr:nth-child(1) td")
+                older = await _cells(page, "#recent-table tbody tr:nth-child(2) td")
+                assert newest[8:] == ["Summarise the report, capture=True", reply.content]
+                assert older[8:] == ["–", "–"]  # that client did not capture
+                assert "capture=False" not in await page.content()
+            finally:
+                await browser.close()
+
+
 def test_artifacts_folder_is_ignored_by_git() -> None:
     root = Path(__file__).resolve().parents[2]
     if shutil.which("git") is None or not (root / ".git").exists():
