@@ -19,7 +19,7 @@ from llm_async import AsyncLLMClient
 from llm_async.observability import Observability, TracingLayer
 from llm_async.testing import MockProviderServer
 
-API_KEY = "sk-test-observability-key-0123456789"  # the same value as in the test files
+API_KEY = "sk-observability-test-key-0123456789"  # the same value as in the test files
 
 
 @dataclass

@@ -19,7 +19,7 @@ from llm_async.observability.content import MIN_RUN, ContentScrubber
 from llm_async.testing import Fault, MockProviderServer
 from llm_async.types import build_request
 
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 PER_CALL_KEY = "per-call-secret-token-5b1f0e97c2"
 PROMPT = "Draft the confidential merger memo for Project Bluebird, due Friday"
 Otel = Any

@@ -31,7 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard.png"
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three lines"}]
 PRICED = "gpt-4o-mini"
 UNPRICED = "house-model-without-a-price"

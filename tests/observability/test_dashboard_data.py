@@ -17,7 +17,7 @@ from llm_async.application.cost_manager import BudgetConfig, CostManager
 from llm_async.observability import Observability
 from llm_async.testing import Fault, MockProviderServer
 
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 MESSAGES = [{"role": "user", "content": "hello"}]
 Otel = Any
 

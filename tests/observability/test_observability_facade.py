@@ -19,7 +19,7 @@ from llm_async.observability import (
 )
 
 Otel = Any
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 
 
 def perform_operation(fail: bool) -> str:

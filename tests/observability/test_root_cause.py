@@ -25,7 +25,7 @@ from llm_async.context import CallContext
 from llm_async.observability import ERROR_TYPES, Observability, failure_type, root_cause
 from llm_async.testing import MockProviderServer
 
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 MESSAGES = [{"role": "user", "content": "hello"}]
 Otel = Any
 

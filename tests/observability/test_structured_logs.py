@@ -13,7 +13,7 @@ from llm_async import AsyncLLMClient, ChatRequest, ChatResponse, Layer, RateLimi
 from llm_async.context import CallContext
 from llm_async.testing import Fault, MockProviderServer
 
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 MESSAGES = [{"role": "user", "content": "echo: private words"}]
 Otel = Any
 

@@ -35,7 +35,7 @@ from llm_async.observability import ERROR_TYPES, Observability, TracingLayer, er
 from llm_async.testing import Fault, MockProviderServer
 
 MESSAGES = [{"role": "user", "content": "Tell me about rivers"}]
-API_KEY = "sk-test-observability-key-0123456789"
+API_KEY = "sk-observability-test-key-0123456789"
 Otel = Any
 
 
