@@ -137,23 +137,24 @@ async def test_timeouts_are_retried(server: MockProviderServer) -> None:
 
 
 async def test_queue_time_counts_toward_no_timeout_and_never_trips_the_breaker() -> None:
-    """Eight streams with 250 ms first-chunk/idle and 500 ms total timeouts queue behind a
-    single permit for longer than that; none times out and the breaker sees no failure."""
+    """Sixteen streams with 1 s first-chunk/idle and 1.5 s total timeouts queue behind a single
+    permit for longer than that; none times out and the breaker sees no failure. (A stream
+    takes 12 × 10 ms, far below every limit even on a loaded machine; the last one waits for
+    fifteen of them, at least 1.8 s, longer than every limit.)"""
     async with MockProviderServer(token_delay=0.01) as server:
         layers = [partial(CircuitBreakerLayer,
                           config=CircuitBreakerConfig(failure_threshold=1, jitter=0.0)),
                   partial(ConcurrencyLimitLayer, max_concurrency=1)]
         async with _client(server, layers=layers,
-                           timeout=Timeout(first_chunk=0.25, idle=0.25, total=0.5)) as client:
+                           timeout=Timeout(first_chunk=1.0, idle=1.0, total=1.5)) as client:
             async def one() -> tuple[str, float]:
                 stream = client.stream(model="gpt-4o-mini", messages=MESSAGES)
                 text = "".join([c.delta async for c in stream])
                 return text, stream.context.queue_wait
 
-            results = await asyncio.gather(*(one() for _ in range(8)))
+            results = await asyncio.gather(*(one() for _ in range(16)))
             assert all(len(text.split()) == 12 for text, _ in results)
-            # the last one waited for seven streams of 12 × 10 ms each: longer than every limit
-            assert max(wait for _, wait in results) > 0.5
+            assert max(wait for _, wait in results) > 1.5
             layer = client.layer(CircuitBreakerLayer)
             assert layer is not None
             status = layer.status()["breakers"]["openai/gpt-4o-mini"]
