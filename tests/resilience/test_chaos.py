@@ -95,8 +95,9 @@ def _client(server: MockProviderServer, *, retry_clock: Any = None, concurrency:
                 clock=clock),
     ]
     return AsyncLLMClient(provider="openai", api_key="sk-test-chaos-key", base_url=server.base_url,
-                          layers=layers, timeout=timeout or Timeout(first_chunk=2.0, idle=2.0,
-                                                                    total=10.0))
+                          layers=layers,
+                          # generous: only the latency scenario is about timeouts (its own)
+                          timeout=timeout or Timeout(first_chunk=20.0, idle=20.0, total=60.0))
 
 
 def _client_tasks(baseline: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
