@@ -272,7 +272,7 @@ def test_reset_force_open_and_listeners(caplog: pytest.LogCaptureFixture) -> Non
     assert len(seen) == 2
 
 
-def test_metrics_and_status_have_the_seed_names() -> None:
+def test_metrics_and_status_have_the_documented_names() -> None:
     breaker = CircuitBreaker("svc", CONSECUTIVE, clock=FakeClock())
     _ok(breaker)
     _fail(breaker)
@@ -288,7 +288,7 @@ def test_metrics_and_status_have_the_seed_names() -> None:
     assert "CircuitBreaker('svc'" in repr(breaker)
 
 
-def test_call_sync_function_and_seed_example() -> None:
+def test_call_sync_function_and_the_documented_example() -> None:
     config = CircuitBreakerConfig(failure_threshold=5, success_threshold=2, timeout=60.0)
     breaker = CircuitBreaker("my_service", config)
 

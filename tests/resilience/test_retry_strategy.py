@@ -191,7 +191,7 @@ def test_per_error_type_policies() -> None:
     assert [strategy.delay(n, ConflictError("x")) for n in (1, 2)] == [0.5, None]
 
 
-def test_from_settings_reads_the_seed_variables() -> None:
+def test_from_settings_reads_the_documented_variables() -> None:
     settings = Settings.from_env({"LLM_MAX_RETRIES": "5", "LLM_RETRY_BACKOFF_BASE": "3.0"})
     config = RetryConfig.from_settings(settings)
     assert config.max_attempts == 6
@@ -385,8 +385,8 @@ async def test_adaptive_retry_observes_real_runs() -> None:
     assert math.isclose(learnt["success_rate"], 1.0)
 
 
-def test_seed_strategy_examples() -> None:
-    # the seed's example, as written
+def test_documented_strategy_examples() -> None:
+    # the design document's example, as written
     config = RetryConfig(max_attempts=5, base_delay=1.0, exponential_base=2.0)
     strategy = ExponentialBackoffRetry(config)
     executor = RetryExecutor(strategy)
