@@ -19,7 +19,7 @@ from decimal import Decimal
 from functools import partial
 
 from llm_async import AsyncLLMClient, ChatResponse, MockLLMTransport, Usage, build_request
-from llm_async._defaults import _entries
+from llm_async.pipeline import _entries
 from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, CostLayer, CostManager
 from llm_async.context import CallContext
 

@@ -7,12 +7,12 @@
 1. **Cache-hit latency through the full client** — ``await client.chat(...)`` answered from the
    in-memory cache, with only the cache layer and with the whole default pipeline (tracing,
    cache, retry, breaker, ...); p50/p90/p99 in microseconds. Target: p50 <= 50 µs in memory (the
-   seed claims 1-5 ms).
+   design document claims 1-5 ms).
 2. **Dedup** — 100 concurrent identical requests through a client with ``dedup_enabled=True``
    against the embedded server: upstream calls as counted by the server (target: exactly 1),
    and the same 100 requests without dedup.
 3. **Cache memory per 1,000 entries** — ``tracemalloc`` growth while storing 1,000 answers of
-   ~60 words, next to the backend's own size estimate (its ``max_bytes`` accounting).
+   ~60 words, and the number of entries the backend holds.
 4. **Batching throughput** — ``client.chat_many`` over the embedded server (loopback HTTP, same
    process), which waits ``--latency`` seconds before each answer like a provider thinking, at
    several concurrencies, in requests per second.
@@ -117,8 +117,8 @@ def cache_memory() -> list[tuple[str, ...]]:
     stats = cache.statistics()
     content = statistics.mean(len(a.content or "") for a in answers)
     return [("cache memory, 1,000 entries of ~60 words", f"{(after - before) / 1024:.0f} KiB "
-             "measured", f"{(stats.bytes or 0) / 1024:.0f} KiB estimated "
-             f"(~{content:.0f} chars of text each)", "seed: ~50 MB")]
+             "measured", f"{stats.entries} entries "
+             f"(~{content:.0f} chars of text each)", "design document: ~50 MB")]
 
 
 async def batching(server: MockProviderServer, n: int,

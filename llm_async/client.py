@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import Settings
+from .config import DEFAULT, Settings
 from .context import CallContext
 from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
-from .errors import InvalidRequestError
+from .errors import ConfigurationError, InvalidRequestError
 from .infrastructure.transports import registry
 from .infrastructure.transports.router import ProviderRouter, split_model
 from .types import (
@@ -34,7 +34,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .application.cost_manager import CostManager
-    from .optimization.batching import BatchResults
+    from .optimization.batching.many import BatchResults
 
 __all__ = ["DEFAULT", "AsyncLLMClient", "ChatStream", "ClientOptions", "make_transport"]
 
@@ -42,45 +42,38 @@ T = TypeVar("T")
 _ZERO = Decimal(0)
 
 
-class _Default:
-    """Sentinel: "use the client's default (from the environment)", unlike ``None`` ("off")."""
-
-    _instance: _Default | None = None
-
-    def __new__(cls) -> _Default:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-DEFAULT: Any = _Default()
-
-
 @dataclass(frozen=True)
 class ClientOptions:
-    """What the default pipeline is built from. ``DEFAULT`` means "from the environment"."""
+    """What the default pipeline is built from (every option of :class:`AsyncLLMClient` that
+    configures a layer; see its docstring). ``DEFAULT`` means "from the environment"."""
 
     settings: Settings
     retry_config: Any = DEFAULT
+    max_retries: int | None = None
+    retry_budget: Any = "per_provider"
     circuit_breaker_config: Any = DEFAULT
+    circuit_breaker_factory: Any = None
+    shared_circuit_breakers: bool = False
     max_concurrency: int | None = None
     rate_limit: Any = None
+    rate_limit_store: Any = None
     fallback_models: Sequence[str] | None = None
+    fallback_max_depth: int = 3
     cost_manager: Any = DEFAULT
     track_cost: bool = True
+    cost_options: Mapping[str, Any] | None = None
     cache_enabled: bool | None = None
     cache_ttl: float | None = None
     cache: Any = None
+    cache_config: Any = None
     dedup_enabled: bool = False
+    dedup_config: Any = None
     tracing: bool = True
     capture_content: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    observability: Any = None
+    clock: Any = None
 
 
 def make_transport(provider: str, *, api_key: str | None = None, base_url: str | None = None,
@@ -96,10 +89,42 @@ def make_transport(provider: str, *, api_key: str | None = None, base_url: str |
 class AsyncLLMClient:
     """An asyncio LLM client: a stack of layers around one transport per provider.
 
-    ``layers=None`` builds the default pipeline (see :mod:`llm_async._defaults`); pass a list
-    of layer factories to choose your own, outermost first, or ``layers=[]`` for none.
-    ``transports={"openai": ..., "anthropic": ...}`` serves several providers, routed by a
-    ``provider/model`` prefix.
+    Connection
+        ``provider`` (default: ``LLM_PROVIDER``, else the provider whose key is set),
+        ``api_key``, ``base_url``, ``model`` (the default model), ``timeout`` (seconds or a
+        :class:`~llm_async.types.Timeout`), ``headers`` (sent with every request),
+        ``max_connections``; ``settings`` replaces the environment.
+    Handlers
+        ``transport`` (the provider's handler), ``transports={"openai": ..., ...}`` (several
+        providers, routed by a ``provider/model`` prefix), ``layers`` (layer factories,
+        outermost first; ``None`` builds the default pipeline of :mod:`llm_async.pipeline`,
+        ``[]`` none).
+    Retries
+        ``retry_config`` (``DEFAULT``: from ``LLM_MAX_RETRIES``; ``None``: off; a
+        ``RetryConfig`` or ``RetryStrategy``), ``max_retries`` (retries after the first attempt;
+        ``0``: none), ``retry_budget`` (``"per_provider"``, a shared ``RetryBudget`` or ``None``).
+    Circuit breakers
+        ``circuit_breaker_config`` (``DEFAULT``: from the environment; ``None``: off),
+        ``circuit_breaker_factory`` (other breakers, e.g. Redis-backed),
+        ``shared_circuit_breakers`` (use the process-wide registry).
+    Limits and fallback
+        ``max_concurrency`` (calls in flight per provider), ``rate_limit`` (a
+        ``RateLimitConfig`` or a dict of its fields), ``rate_limit_store`` (shared buckets),
+        ``fallback_models`` (tried in order when a model fails), ``fallback_max_depth``.
+    Cost
+        ``cost_manager`` (``DEFAULT``: the process-wide one; ``None``: off), ``track_cost``,
+        ``cost_options`` (``CostLayer`` options such as ``cap_output``).
+    Cache and dedup
+        ``cache_enabled`` (``None``: on when ``cache`` is given or ``LLM_CACHE_ENABLED`` is set),
+        ``cache_ttl``, ``cache`` (a ``ResponseCache`` or backend), ``cache_config``
+        (a ``CacheConfig``), ``dedup_enabled``, ``dedup_config`` (a ``DedupConfig``).
+    Observability
+        ``tracing``, ``capture_content`` (message text on spans; off by default),
+        ``tracer_provider``, ``meter_provider``, ``observability``.
+    Time
+        ``clock``: the clock layers sleep and measure on (tests pass a ``FakeClock``).
+
+    An unknown keyword is a :class:`TypeError` naming the closest valid one.
     """
 
     def __init__(
@@ -117,35 +142,56 @@ class AsyncLLMClient:
         max_connections: int = 256,
         settings: Settings | None = None,
         retry_config: Any = DEFAULT,
+        max_retries: int | None = None,
+        retry_budget: Any = "per_provider",
         circuit_breaker_config: Any = DEFAULT,
+        circuit_breaker_factory: Any = None,
+        shared_circuit_breakers: bool = False,
         max_concurrency: int | None = None,
         rate_limit: Any = None,
+        rate_limit_store: Any = None,
         fallback_models: Sequence[str] | None = None,
+        fallback_max_depth: int = 3,
         cost_manager: Any = DEFAULT,
         track_cost: bool = True,
+        cost_options: Mapping[str, Any] | None = None,
         cache_enabled: bool | None = None,
         cache_ttl: float | None = None,
         cache: Any = None,
+        cache_config: Any = None,
         dedup_enabled: bool = False,
+        dedup_config: Any = None,
         tracing: bool = True,
         capture_content: bool = False,
-        **extra: Any,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        observability: Any = None,
+        clock: Any = None,
     ) -> None:
         self.settings = settings = settings or Settings.from_env()
         if provider is None:
             provider = settings.effective_provider
         elif settings.force_mock:
             provider = "mock"
+        if max_retries is not None and (isinstance(max_retries, bool)
+                                        or not isinstance(max_retries, int) or max_retries < 0):
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}",
+                                     variable="max_retries")
         self.provider = provider
         self.model = model or settings.model
         self.timeout = Timeout.coerce(timeout if timeout is not None else settings.timeout)
         self.options = ClientOptions(
-            settings=settings, retry_config=retry_config,
-            circuit_breaker_config=circuit_breaker_config, max_concurrency=max_concurrency,
-            rate_limit=rate_limit, fallback_models=fallback_models, cost_manager=cost_manager,
-            track_cost=track_cost, cache_enabled=cache_enabled, cache_ttl=cache_ttl, cache=cache,
-            dedup_enabled=dedup_enabled, tracing=tracing, capture_content=capture_content,
-            extra=extra,
+            settings=settings, retry_config=retry_config, max_retries=max_retries,
+            retry_budget=retry_budget, circuit_breaker_config=circuit_breaker_config,
+            circuit_breaker_factory=circuit_breaker_factory,
+            shared_circuit_breakers=shared_circuit_breakers, max_concurrency=max_concurrency,
+            rate_limit=rate_limit, rate_limit_store=rate_limit_store,
+            fallback_models=fallback_models, fallback_max_depth=fallback_max_depth,
+            cost_manager=cost_manager, track_cost=track_cost, cost_options=cost_options,
+            cache_enabled=cache_enabled, cache_ttl=cache_ttl, cache=cache,
+            cache_config=cache_config, dedup_enabled=dedup_enabled, dedup_config=dedup_config,
+            tracing=tracing, capture_content=capture_content, tracer_provider=tracer_provider,
+            meter_provider=meter_provider, observability=observability, clock=clock,
         )
         found: dict[str, Handler] = dict(transports or {})
         if transport is not None:
@@ -158,7 +204,7 @@ class AsyncLLMClient:
         innermost: Handler = (found[provider] if len(found) == 1
                               else ProviderRouter(found, default=provider))
         if layers is None:
-            from ._defaults import default_layers
+            from .pipeline import default_layers
 
             layers = default_layers(self)
         self.layers: tuple[LayerFactory, ...] = tuple(layers)
@@ -247,12 +293,12 @@ class AsyncLLMClient:
                         **options: Any) -> BatchResults:
         """Run many requests with bounded ``concurrency``; every outcome is kept, in order.
 
-        Returns a :class:`~llm_async.optimization.batching.BatchResults` (a list holding a
+        Returns a :class:`~llm_async.optimization.batching.many.BatchResults` (a list holding a
         ``ChatResponse`` or an ``LLMError`` per request). ``progress=True`` draws a progress line
         on stderr; a callable receives each ``BatchProgress``. ``batch_api=True`` sends them as
         provider batch jobs instead (see :func:`~llm_async.optimization.batching.chat_many`).
         """
-        from .optimization.batching import chat_many
+        from .optimization.batching.many import chat_many
 
         return await chat_many(self, requests, concurrency=concurrency, progress=progress,
                                **options)

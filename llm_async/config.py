@@ -48,7 +48,28 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import ConfigurationError
 from .infrastructure.transports.registry import get_provider, provider_names
 
-__all__ = ["PROVIDERS", "Settings"]
+__all__ = ["DEFAULT", "PROVIDERS", "Settings"]
+
+
+class _Default:
+    """Sentinel: "use the client's default (from the environment)", unlike ``None`` ("off")."""
+
+    _instance: _Default | None = None
+
+    def __new__(cls) -> _Default:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: An option left at ``DEFAULT`` takes its value from the environment (:class:`Settings`).
+DEFAULT: Any = _Default()
 
 #: The providers of the built-in registry (see :mod:`llm_async.infrastructure.transports.registry`).
 PROVIDERS = provider_names()

@@ -1,6 +1,6 @@
 """Optimization layers: response cache, in-flight dedup, batching, prompt optimizer.
 
-The seed's API runs as written::
+The process-wide objects answer without ``await``::
 
     from llm_async.optimization import get_cache, PromptOptimizer, get_deduplicator
 
@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "DedupConfig": ".dedup",
     "DedupLayer": ".dedup",
     "Deduplicator": ".dedup",
-    "SingleFlight": ".dedup",
+    "SingleFlight": ".singleflight",
     "get_deduplicator": ".dedup",
     # batching
     "AnthropicBatchAPI": ".batching",
@@ -132,7 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover
         get_cache,
         set_cache,
     )
-    from .dedup import DedupConfig, DedupLayer, Deduplicator, SingleFlight, get_deduplicator
+    from .dedup import DedupConfig, DedupLayer, Deduplicator, get_deduplicator
     from .prompt import OptimizationReport, OptimizedPrompt, PromptOptimizer
     from .semantic import (
         Embedder,
@@ -142,3 +142,4 @@ if TYPE_CHECKING:  # pragma: no cover
         normalize_text,
         request_key,
     )
+    from .singleflight import SingleFlight

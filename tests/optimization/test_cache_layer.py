@@ -106,14 +106,39 @@ async def test_completed_stream_is_stored_but_a_broken_off_one_is_not(server):
     assert again.cache_hit and again.text == full.text
 
 
-async def test_only_deterministic_requests_are_cached_unless_opted_in(server):
+async def test_an_enabled_cache_serves_identical_requests_whatever_the_temperature(server):
     async with client_for(server) as client:
+        first = await client.chat(model="gpt-4o-mini", messages=MSGS, temperature=0.7)
+        again = await client.chat(model="gpt-4o-mini", messages=MSGS, temperature=0.7)
+        assert server.request_count == 1
+        assert again.cache_hit and again.text == first.text
+        await client.chat(model="gpt-4o-mini", messages=MSGS)  # no temperature: its own entry
+        await client.chat(model="gpt-4o-mini", messages=MSGS)
+        assert server.request_count == 2
+
+
+async def test_the_deterministic_only_policy_caches_temperature_zero_or_opted_in(server):
+    config = CacheConfig(only_deterministic=True)
+    async with client_for(server, config=config) as client:
         for _ in range(2):
             await client.chat(model="gpt-4o-mini", messages=MSGS, temperature=0.7)
         assert server.request_count == 2
         for _ in range(2):
             await client.chat(model="gpt-4o-mini", messages=MSGS, options={"cache": True})
         assert server.request_count == 3
+        for _ in range(2):
+            await client.chat(model="gpt-4o-mini", messages=MSGS, temperature=0)
+        assert server.request_count == 4
+
+
+async def test_cache_enabled_from_the_environment_hits_on_plain_calls(server):
+    settings = Settings.from_env({"LLM_CACHE_ENABLED": "1", "LLM_PROVIDER": "openai"})
+    async with AsyncLLMClient(api_key=KEY, base_url=server.base_url, settings=settings,
+                              cost_manager=None, tracing=False) as client:
+        assert client.layer(CacheLayer) is not None
+        await client.chat(model="gpt-4o-mini", messages=MSGS)
+        again = await client.chat(model="gpt-4o-mini", messages=MSGS)
+        assert again.cache_hit and server.request_count == 1
 
 
 async def test_bypass_refresh_and_per_call_ttl(server):

@@ -1,4 +1,4 @@
-"""Cache backends and the seed's ``get_cache()`` facade (memory and a real Redis)."""
+"""Cache backends and the process-wide ``get_cache()`` (memory and a real Redis)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from llm_async.optimization.cache import (
     ResponseCache,
     decode_value,
     encode_value,
-    estimate_size,
     set_cache,
 )
 from llm_async.types import ChatResponse, FunctionCall, ToolCall, Usage
@@ -29,7 +28,7 @@ def response(text: str = "hello") -> ChatResponse:
                         finish_reason="stop", usage=Usage(input_tokens=3, output_tokens=1))
 
 
-def test_seed_api_runs_without_await() -> None:
+def test_sync_api_runs_without_await() -> None:
     set_cache(None)
     try:
         cache = get_cache()
@@ -52,19 +51,27 @@ def test_lru_bound_by_entries() -> None:
         backend.set(key, key.upper(), None)
     assert backend.get("a") == "A"  # a is now the most recently used
     backend.set("d", "D", None)
-    assert backend.keys() == ["c", "a", "d"]
-    assert backend.get("b") is None and backend.evictions == 1
+    assert sorted(backend.keys()) == ["a", "c", "d"]
+    assert backend.get("b") is None and backend.evictions == 1 and len(backend) == 3
 
 
-def test_lru_bound_by_bytes() -> None:
-    size = estimate_size(response("x" * 1000))
-    backend = MemoryBackend(max_entries=100, max_bytes=size * 3)
-    for i in range(5):
-        backend.set(f"k{i}", response("x" * 1000), None)
-    assert len(backend) == 3 and backend.nbytes <= backend.max_bytes
-    assert backend.keys() == ["k2", "k3", "k4"]
-    backend.set("huge", "y" * (size * 4), None)  # bigger than the whole cache: not stored
-    assert backend.get("huge") is None and len(backend) == 3
+def test_memory_values_are_stored_as_given_never_serialised() -> None:
+    class Unpicklable:
+        def __reduce__(self) -> str:
+            raise AssertionError("the in-memory cache must not pickle its values")
+
+    value = Unpicklable()
+    backend = MemoryBackend(max_entries=2)
+    backend.set("k", value, None)
+    assert backend.get("k") is value
+
+
+def test_memory_backend_is_a_cachetools_cache() -> None:
+    import cachetools
+
+    backend = MemoryBackend(max_entries=2)
+    assert isinstance(backend._data, cachetools.TLRUCache)
+    assert backend._data.maxsize == 2
 
 
 def test_ttl_uses_the_injected_clock() -> None:
