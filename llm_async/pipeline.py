@@ -205,7 +205,7 @@ def _concurrency(client: AsyncLLMClient) -> LayerFactory | None:
     """At most ``max_concurrency`` calls in flight per provider (off when ``None``)."""
     if client.options.max_concurrency is None:
         return None
-    from .application.rate_limit import ConcurrencyLimitLayer
+    from .application.limits import ConcurrencyLimitLayer
 
     return layer(ConcurrencyLimitLayer, max_concurrency=client.options.max_concurrency,
                  clock=_clock(client))
@@ -217,7 +217,7 @@ def _rate_limit(client: AsyncLLMClient) -> LayerFactory | None:
     option = client.options.rate_limit
     if option is None:
         return None
-    from .application.rate_limit import RateLimitConfig, RateLimitLayer
+    from .application.limits import RateLimitConfig, RateLimitLayer
 
     if isinstance(option, RateLimitConfig):
         config = option

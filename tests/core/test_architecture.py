@@ -30,6 +30,8 @@ AIOHTTP_ALLOWED = (
 FEATURE_GROUPS = ("llm_async.application", "llm_async.optimization")
 #: Packages that are one feature as a whole.
 FEATURE_PACKAGES = ("llm_async.observability",)
+#: Modules that keep an older import path of a feature working (they only re-export it).
+FEATURE_ALIASES = {"llm_async.application.rate_limit": "llm_async.application.limits"}
 
 #: The only modules that may import the client: the public package, the pipeline (for its
 #: type), the sync facade, the command line, the benchmark and the demo traffic, which all sit
@@ -190,6 +192,8 @@ def a_cycle_path(graph: dict[str, set[str]], members: list[str]) -> list[str]:
 
 def feature_of(module: str) -> str | None:
     """The feature a module belongs to (``llm_async.optimization.cache``), if any."""
+    if module in FEATURE_ALIASES:
+        return FEATURE_ALIASES[module]
     for package in FEATURE_PACKAGES:
         if module == package or module.startswith(package + "."):
             return package
