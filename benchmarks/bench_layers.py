@@ -19,9 +19,9 @@ from decimal import Decimal
 from functools import partial
 
 from llm_async import AsyncLLMClient, ChatResponse, MockLLMTransport, Usage, build_request
-from llm_async.pipeline import _entries
 from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, CostLayer, CostManager
 from llm_async.context import CallContext
+from llm_async.pipeline import _entries
 
 MESSAGES = [{"role": "user", "content": "Hello there, how are you today?"}]
 

@@ -8,8 +8,9 @@ Order is semantics (see docs/concepts/layers.md)::
 A cache hit spends nothing; dedup bills a shared call once; the cost layer sees every attempt
 (each retry and each fallback model is reserved, checked and billed on its own, at its own
 model's price) and the budget rejects before anything queues; every retry passes back through
-the breaker and the limits, so retries never burst; an open breaker ends the retry loop at once and lets fallback move on; time spent queued in our own
-limits never counts as a provider timeout, because the transport, innermost, owns the timeouts.
+the breaker and the limits, so retries never burst; an open breaker ends the retry loop at once
+and lets fallback move on; time spent queued in our own limits never counts as a provider
+timeout, because the transport, innermost, owns the timeouts.
 
 Every layer is built the same way: ``partial(LayerClass, **options)``, a factory that takes the
 inner handler (see :func:`layer`). Each feature contributes one entry below, which reads the
