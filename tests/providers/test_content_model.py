@@ -206,3 +206,37 @@ async def test_text_stream_follows_the_first_choice(mock_server: MockProviderSer
         final = stream.final_response
         assert final is not None and len(final.choices) == 3
         assert text == final.text != final.choices[1].text
+
+
+def test_an_anthropic_block_of_another_kind_is_kept_whole_with_its_deltas() -> None:
+    transport = AnthropicTransport(api_key="k", base_url="http://127.0.0.1:9")
+    parser = transport.stream_parser(REQUEST)
+    events = _anthropic_events(
+        {"type": "message_start", "message": {"id": "m", "model": "claude",
+                                              "usage": {"input_tokens": 1}}},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "compaction", "content": None, "encrypted_content": None}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "compaction_delta", "content": "Summary.",
+                   "encrypted_content": "opaque"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "text_delta", "text": "Hello"}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 2}},
+        {"type": "message_stop"})
+    assembler = StreamAssembler()
+    for event in events:
+        for chunk in parser.feed(event):
+            assembler.add(chunk)
+    response = assembler.response()
+    block = response.parts[0]
+    assert isinstance(block, ProviderBlockPart) and block.block == {
+        "type": "compaction", "content": "Summary.", "encrypted_content": "opaque"}
+    assert response.text == "Hello" and isinstance(response.parts[1], TextPart)
+    sent = transport.build_payload(build_request(model="claude", messages=[
+        {"role": "user", "content": "hi"}, response.message,
+        {"role": "user", "content": "more"}]), stream=False)
+    assert sent["messages"][1]["content"][0] == block.block
