@@ -655,14 +655,16 @@ def _citations(parts: list[Any]) -> list[Citation]:
     return [c for p in parts if isinstance(p, TextPart) and p.citations for c in p.citations]
 
 
-def _assistant_message(content: str | None, parts: list[Any],
-                       tool_calls: list[ToolCall]) -> Message:
+def _assistant_message(content: str | None, parts: list[Any], tool_calls: list[ToolCall],
+                       refusal: Refusal | None) -> Message:
     if parts:
         body: str | list[Any] | None = list(parts)
+    elif content or not tool_calls:
+        # A refusal goes back as what the model said (there is no other content).
+        body = content or (refusal.text if refusal is not None else "") or ""
     else:
-        body = content if (content or not tool_calls) else None
-    return Message(role="assistant", content=body if body is not None else None,
-                   tool_calls=list(tool_calls) or None)
+        body = None
+    return Message(role="assistant", content=body, tool_calls=list(tool_calls) or None)
 
 
 class Choice(_FastConstruct):
@@ -690,7 +692,7 @@ class Choice(_FastConstruct):
     @property
     def message(self) -> Message:
         """This choice as an assistant :class:`Message`, to append to the conversation."""
-        return _assistant_message(self.content, self.parts, self.tool_calls)
+        return _assistant_message(self.content, self.parts, self.tool_calls, self.refusal)
 
 
 class ChatResponse(_FastConstruct):
@@ -763,7 +765,7 @@ class ChatResponse(_FastConstruct):
         """The reply as an assistant :class:`Message`, ready to append to ``messages``: with its
         reasoning blocks and signatures, citations and provider-tool blocks, which providers
         require back in the next turn of a tool loop."""
-        return _assistant_message(self.content, self.parts, self.tool_calls)
+        return _assistant_message(self.content, self.parts, self.tool_calls, self.refusal)
 
 
 class ChatChunk(_FastConstruct):

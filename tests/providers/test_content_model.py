@@ -240,3 +240,12 @@ def test_an_anthropic_block_of_another_kind_is_kept_whole_with_its_deltas() -> N
         {"role": "user", "content": "hi"}, response.message,
         {"role": "user", "content": "more"}]), stream=False)
     assert sent["messages"][1]["content"][0] == block.block
+
+
+def test_a_refusal_goes_back_in_the_conversation_as_what_the_model_said() -> None:
+    from llm_async.types import Refusal
+
+    refused = ChatResponse(content=None, refusal=Refusal(text="No.", category="cyber"))
+    assert refused.message.content == "No." and refused.choices[0].message.content == "No."
+    silent = ChatResponse(content=None, refusal=Refusal(text=""))
+    assert silent.message.content == ""
