@@ -26,7 +26,8 @@ The package, one module per job:
 * :mod:`.book` — budgets and events; :mod:`.admission` — reserve, wait, refuse, and leases;
   :mod:`.reports` — metrics, statuses, forecasts; :mod:`.manager` — :class:`CostManager`, which
   puts them together and records usage;
-* :mod:`.advice` — recommendations computed from the ledger;
+* :mod:`.advice` — recommendations computed from the ledger (:mod:`.fingerprints`: the prompt
+  fingerprints records carry for it);
 * :mod:`.layer` — :class:`CostLayer`, the pipeline layer that bills every attempt sent.
 
 Names load lazily: importing one module (``.tokens``, say) does not import the rest.
@@ -66,7 +67,7 @@ _EXPORTS: dict[str, str] = {
     "get_cost_manager": "._process",
     "new_id": ".money",
     "period_window": ".periods",
-    "prompt_hashes": ".layer",
+    "prompt_hashes": ".fingerprints",
     "sanitize_usage": ".manager",
     "set_cost_manager": "._process",
     "to_nano": ".money",
@@ -117,11 +118,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .book import (
         BudgetListener,
     )
+    from .fingerprints import (
+        prompt_hashes,
+    )
     from .layer import (
         DEFAULT_MAX_OUTPUT_TOKENS,
         CostLayer,
         cost_layer_factory,
-        prompt_hashes,
     )
     from .ledger import (
         Ledger,

@@ -15,8 +15,6 @@ by ``call_id``. What is billed when is written down in ``docs/cost/07-billing.md
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -33,9 +31,10 @@ from ...errors import (
     StreamError,
     UnpricedModelError,
 )
-from ...types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Message, Usage
+from ...types import ChatChunk, ChatRequest, ChatResponse, ImagePart, Usage
 from .bounds import input_token_bound
 from .catalogue import how_to_price
+from .fingerprints import prompt_hashes
 from .manager import CostManager, sanitize_usage
 from .money import ZERO, from_nano, new_id
 from .pricing import ModelPrice
@@ -51,46 +50,6 @@ logger = logging.getLogger("llm_async.cost")
 #: The output cap sent (and reserved) when a hard budget applies and the caller set no
 #: ``max_tokens`` (lowered to the model's documented maximum output when that is smaller).
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
-#: Prompts with more characters than this get no prompt fingerprints (hashing them would hold
-#: the event loop); the recommendations then skip them.
-_HASH_LIMIT = 1 << 20
-
-
-def _message_key(message: Message) -> str:
-    """A canonical text of one message: ``role`` and text for a plain text message (the usual
-    case, no encoding needed), its sorted JSON otherwise."""
-    if (type(message.content) is str and message.name is None and message.tool_calls is None
-            and message.tool_call_id is None):
-        return f"{message.role}\x1f{message.content}"
-    return json.dumps(message.model_dump(exclude_none=True), sort_keys=True, default=str)
-
-
-def prompt_hashes(request: ChatRequest) -> tuple[str | None, str | None]:
-    """``(prompt_hash, prefix_hash)``: fingerprints of the model with the whole conversation
-    (and tools), and with every message but the last (``None`` for a single message, and both
-    ``None`` for a prompt over a mebibyte of text)."""
-    messages = request.messages
-    if sum(len(m.content) if type(m.content) is str else 0 for m in messages) > _HASH_LIMIT:
-        return None, None
-    if len(messages) == 1 and not request.tools:
-        digest = hashlib.sha256(
-            f"{request.model}\x1e{_message_key(messages[0])}\x1d".encode()).hexdigest()
-        return digest[:32], None
-    keys = [_message_key(m) for m in messages]
-    head = hashlib.sha256(f"{request.model}\x1e".encode())
-    for key in keys[:-1]:
-        head.update(key.encode())
-        head.update(b"\x1e")
-    prefix_hash = head.hexdigest()[:32] if len(keys) > 1 else None
-    whole = head.copy()
-    whole.update(keys[-1].encode())
-    whole.update(b"\x1d")
-    if request.tools:
-        whole.update(json.dumps([t.model_dump() for t in request.tools], sort_keys=True,
-                                default=str).encode())
-    return whole.hexdigest()[:32], prefix_hash
-
-
 class _Plan:
     """What the layer knows about one attempt before sending it."""
 
