@@ -33,8 +33,9 @@ variable                           default    meaning
 =================================  =========  =============================================
 
 With ``LLM_PROVIDER`` unset the provider is OpenRouter, the default, when ``OPENROUTER_API_KEY``
-is set; else the first of OpenAI and Anthropic whose API key is set, then whose base URL is set;
-else OpenRouter, and :meth:`Settings.check_credentials` names every variable that would do.
+is set; else the first registered provider (OpenAI, Anthropic, Azure, Gemini, Bedrock, ...)
+whose API key is set, then whose base URL is set; else OpenRouter, and
+:meth:`Settings.check_credentials` names every variable that would do.
 """
 
 from __future__ import annotations
@@ -76,8 +77,13 @@ PROVIDERS = provider_names()
 
 #: The provider when ``LLM_PROVIDER`` is unset and no provider's key or base URL is.
 _DEFAULT_PROVIDER = "openrouter"
-#: The order in which an unset ``LLM_PROVIDER`` looks for a configured provider.
-_IMPLICIT_ORDER = ("openrouter", "openai", "anthropic")
+
+
+def _implicit_order() -> tuple[str, ...]:
+    """The order in which an unset ``LLM_PROVIDER`` looks for a configured provider: OpenRouter,
+    then the other registered providers in registration order (the mock never)."""
+    others = (name for name in provider_names() if name not in (_DEFAULT_PROVIDER, "mock"))
+    return (_DEFAULT_PROVIDER, *others)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -181,7 +187,7 @@ class Settings(BaseModel):
         if self.provider is not None:
             return self.provider
         for found in (self.api_key, self.base_url):
-            for name in _IMPLICIT_ORDER:
+            for name in _implicit_order():
                 if found(name):
                     return name
         return _DEFAULT_PROVIDER
@@ -211,7 +217,8 @@ class Settings(BaseModel):
         if base_url or self.base_url(provider):
             return
         if self.provider is None and provider == self.effective_provider:
-            keys = ", ".join(f"{name.upper()}_API_KEY" for name in _IMPLICIT_ORDER)
+            keys = ", ".join(get_provider(name).key_env or f"{name.upper()}_API_KEY"
+                             for name in _implicit_order())
             raise ConfigurationError(
                 f"no provider is configured: set the API key of one ({keys}; OpenRouter is "
                 f"the default), or LLM_PROVIDER with its key, or <PROVIDER>_BASE_URL for a "

@@ -267,8 +267,8 @@ def test_with_no_provider_configured_the_error_lists_what_to_set(
     with pytest.raises(ConfigurationError) as caught:
         get_llm_client_service()
     message = str(caught.value)
-    for variable in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_PROVIDER",
-                     "LLM_FORCE_MOCK=1"):
+    for variable in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+                     "AZURE_OPENAI_API_KEY", "LLM_PROVIDER", "LLM_FORCE_MOCK=1"):
         assert variable in message
     assert caught.value.variable == "LLM_PROVIDER"
 
@@ -297,6 +297,9 @@ def test_settings_choose_the_provider_without_llm_provider() -> None:
                              ).effective_provider == "openai"
     assert Settings.from_env({"OPENROUTER_API_KEY": "k", "LLM_FORCE_MOCK": "1"}
                              ).effective_provider == "mock"
+    assert Settings.from_env({"GEMINI_API_KEY": "k"}).effective_provider == "gemini"
+    assert Settings.from_env({"GEMINI_API_KEY": "k", "OPENAI_API_KEY": "k"}
+                             ).effective_provider == "openai"  # registration order
 
 
 # -- every example of the architecture document, in its order ---------------------------------
