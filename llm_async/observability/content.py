@@ -102,7 +102,7 @@ def output_type(response_format: Any) -> str | None:
 # -- scrubbing (capture off) -------------------------------------------------------------------
 
 #: The shortest run of characters copied from a request text that is always scrubbed.
-MIN_RUN = 24
+MIN_RUN = 16
 _GRAM = MIN_RUN // 2  # any common run of 2 * _GRAM characters holds one aligned gram
 _SHORT = 4
 _MASK = "[content]"
