@@ -249,3 +249,60 @@ def test_a_refusal_goes_back_in_the_conversation_as_what_the_model_said() -> Non
     assert refused.message.content == "No." and refused.choices[0].message.content == "No."
     silent = ChatResponse(content=None, refusal=Refusal(text=""))
     assert silent.message.content == ""
+
+
+def _interleaved() -> list[dict[str, Any]]:
+    return [
+        {"type": "thinking", "thinking": "first", "signature": "s1"},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}},
+        {"type": "thinking", "thinking": "second", "signature": "s2"},
+        {"type": "tool_use", "id": "t2", "name": "g", "input": {"b": 2}},
+    ]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["chat", "stream"])
+def test_interleaved_thinking_goes_back_in_its_order(streamed: bool) -> None:
+    import json
+
+    transport = AnthropicTransport(api_key="k", base_url="http://127.0.0.1:9")
+    blocks = _interleaved()
+    if streamed:
+        events: list[dict[str, Any]] = [{"type": "message_start", "message": {"id": "m"}}]
+        for index, block in enumerate(blocks):
+            if block["type"] == "thinking":
+                events += [{"type": "content_block_start", "index": index,
+                            "content_block": {"type": "thinking", "thinking": "",
+                                              "signature": ""}},
+                           {"type": "content_block_delta", "index": index, "delta": {
+                               "type": "thinking_delta", "thinking": block["thinking"]}},
+                           {"type": "content_block_delta", "index": index, "delta": {
+                               "type": "signature_delta", "signature": block["signature"]}}]
+            else:
+                events += [{"type": "content_block_start", "index": index,
+                            "content_block": {**block, "input": {}}},
+                           {"type": "content_block_delta", "index": index, "delta": {
+                               "type": "input_json_delta",
+                               "partial_json": json.dumps(block["input"])}}]
+            events.append({"type": "content_block_stop", "index": index})
+        events += [{"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+                   {"type": "message_stop"}]
+        parser = transport.stream_parser(REQUEST)
+        assembler = StreamAssembler()
+        for event in _anthropic_events(*events):
+            for chunk in parser.feed(event):
+                assembler.add(chunk)
+        response = assembler.response()
+    else:
+        response = transport.parse_response({"id": "m", "content": blocks,
+                                             "stop_reason": "tool_use"}, REQUEST)
+    assert [c.id for c in response.tool_calls] == ["t1", "t2"]
+    assert response.reasoning == "firstsecond"
+    sent = transport.build_payload(build_request(model="claude", messages=[
+        {"role": "user", "content": "hi"}, response.message,
+        {"role": "tool", "tool_call_id": "t1", "content": "1"},
+        {"role": "tool", "tool_call_id": "t2", "content": "2"}]), stream=False)
+    assert sent["messages"][1]["content"] == blocks
+    # Not interleaved: the thinking alone is kept in parts, the call comes from tool_calls.
+    plain = transport.parse_response({"id": "m", "content": blocks[:2],
+                                      "stop_reason": "tool_use"}, REQUEST)
+    assert [type(p) for p in plain.parts] == [ReasoningPart]

@@ -262,6 +262,18 @@ def block_part(block: Mapping[str, Any]) -> Any:
     return ProviderBlockPart(provider="anthropic", block=dict(block))
 
 
+def _with_interleaved_tools(parts: list[Any],
+                            tool_uses: list[tuple[int, dict[str, Any]]]) -> list[Any]:
+    """``parts`` with the ``tool_use`` blocks put back in their places when thinking came
+    after one of them (interleaved thinking), so that the turn goes back in its order."""
+    if not tool_uses or not any(isinstance(p, ReasoningPart) for p in parts[tool_uses[0][0]:]):
+        return parts
+    out = list(parts)
+    for offset, (position, block) in enumerate(tool_uses):
+        out.insert(position + offset, ProviderBlockPart(provider="anthropic", block=block))
+    return out
+
+
 def stop_refusal(reason: Any, details: Any) -> Refusal | None:
     """The refusal of a ``refusal`` stop (``stop_details`` gives its category and words)."""
     if reason != "refusal":
@@ -432,6 +444,11 @@ class AnthropicTransport(HTTPTransport):
                                  assistant=message.role == "assistant")
         if message.role == "user":
             return "user", blocks, isinstance(message.content, str)
+        # A reply whose thinking came between its tool calls keeps their places in its parts;
+        # the calls themselves (name, arguments) always come from tool_calls.
+        placed = {b.get("id"): b for b in blocks if b.get("type") == "tool_use"}
+        calls = {call.id for call in message.tool_calls or ()}
+        blocks = [b for b in blocks if b.get("type") != "tool_use" or b.get("id") in calls]
         for j, call in enumerate(message.tool_calls or ()):
             try:
                 arguments = _json.loads(call.function.arguments or "{}")
@@ -441,8 +458,13 @@ class AnthropicTransport(HTTPTransport):
                 raise InvalidRequestError(
                     "tool call arguments must be a JSON object for Anthropic",
                     field=f"{where}.tool_calls[{j}].function.arguments", provider=self.provider)
-            blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name,
-                           "input": arguments})
+            block = {"type": "tool_use", "id": call.id, "name": call.function.name,
+                     "input": arguments}
+            if call.id in placed:
+                placed[call.id].clear()
+                placed[call.id].update(block)
+            else:
+                blocks.append(block)
         return "assistant", blocks, isinstance(message.content, str) and not message.tool_calls
 
     def _tools(self, request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -515,6 +537,7 @@ class AnthropicTransport(HTTPTransport):
         parts: list[Any] = []
         rich = False  # whether there is more than text and tool calls
         structured: str | None = None
+        tool_uses: list[tuple[int, dict[str, Any]]] = []  # (position in parts, block)
         for block in content:
             if not isinstance(block, Mapping):
                 raise ProtocolError("content block is not an object", provider=self.provider)
@@ -540,9 +563,11 @@ class AnthropicTransport(HTTPTransport):
                     calls.append(ToolCall.model_construct(
                         id=str(block.get("id") or ""), type="function",
                         function=FunctionCall.model_construct(name=name, arguments=arguments)))
+                    tool_uses.append((len(parts), dict(block)))
             else:
                 rich = True
                 parts.append(block_part(block))
+        parts = _with_interleaved_tools(parts, tool_uses)
         raw_reason = data.get("stop_reason")
         reason = stop_reason(raw_reason)
         if structured is not None:
@@ -696,7 +721,10 @@ class _AnthropicStreamParser:
             if spec is not None and name == spec.name:
                 state = self._blocks[index] = _Block("output" if spec.is_object else "wrapped")
                 return self._output(state, initial) if initial else []
-            state = self._blocks[index] = _Block("tool")
+            state = self._blocks[index] = _Block(
+                "tool", {"type": "tool_use", "id": block.get("id"), "name": name})
+            if initial:
+                state.json.append(initial)
             state.tool = self._tools
             self._tools += 1
             return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
@@ -758,6 +786,7 @@ class _AnthropicStreamParser:
             if not piece:
                 return []
             if kind == "tool":
+                state.json.append(piece)
                 return [self._chunk(tool_calls=[ToolCallDelta.model_construct(
                     index=state.tool, id=None, name=None, arguments=piece)])]
             if kind in ("output", "wrapped"):
@@ -806,8 +835,14 @@ class _AnthropicStreamParser:
         if not any(b.kind in ("thinking", "block") or b.citations for b in blocks):
             return None
         parts: list[Any] = []
+        tool_uses: list[tuple[int, dict[str, Any]]] = []
         for state in blocks:
-            if state.kind == "text":
+            if state.kind == "tool":
+                arguments: Any = {}
+                with contextlib.suppress(ValueError):
+                    arguments = _json.loads("".join(state.json) or "{}")
+                tool_uses.append((len(parts), {**state.data, "input": arguments}))
+            elif state.kind == "text":
                 parts.append(TextPart(text="".join(state.text),
                                       citations=state.citations or None))
             elif state.kind == "thinking":
@@ -820,7 +855,7 @@ class _AnthropicStreamParser:
                     with contextlib.suppress(ValueError):
                         data = {**data, "input": _json.loads("".join(state.json))}
                 parts.append(block_part(data))
-        return parts
+        return _with_interleaved_tools(parts, tool_uses)
 
     def _message_stop(self, obj: dict[str, Any]) -> list[ChatChunk]:
         self.done = True
