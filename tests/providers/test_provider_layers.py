@@ -158,3 +158,26 @@ async def test_concurrency_limit_and_breaker_on_each_cloud(
     with pytest.raises(CircuitBreakerOpenError):
         await client.chat(model=case.model, messages=[{"role": "user", "content": "echo: x"}])
     assert server.request_count == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.provider for c in CASES])
+async def test_prices_come_from_the_maintained_source(case: Case) -> None:
+    """With the packaged catalogue, each cloud's model is priced (genai-prices has all three)
+    and a repeated prompt prefix is billed at the cached-input rate."""
+    from llm_async.application.cost_manager.catalogue import get_pricing_catalog
+
+    price = get_pricing_catalog().lookup(case.model, case.provider)
+    assert price is not None and "genai-prices" in (price.source or "")
+    async with MockProviderServer() as server:
+        client = AsyncLLMClient(case.provider, transport=transport_for(case, server),
+                                tracing=False, cost_manager=CostManager(), retry_config=None)
+        async with client:
+            turns: list[Any] = [{"role": "user", "content": "echo: first turn here"},
+                                {"role": "assistant", "content": "first turn here"},
+                                {"role": "user", "content": "echo: second turn"}]
+            first = await client.chat(model=case.model, messages=turns)
+            second = await client.chat(model=case.model, messages=turns)  # prefix cached
+    assert second.usage.cache_read_tokens > 0
+    for reply in (first, second):
+        assert reply.cost == price.cost(reply.usage) and reply.cost > Decimal(0)
+    assert second.cost < price.cost(second.usage.model_copy(update={"cache_read_tokens": 0}))
