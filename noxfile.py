@@ -1,4 +1,4 @@
-"""Developer sessions. CI runs: nox -s tests lint typecheck docs (see .ci/run).
+"""Developer sessions. CI runs: nox -s tests lint typecheck docs bench_smoke (see .ci/run).
 
 The tools come from the PEP 735 dependency groups of ``pyproject.toml`` (``test``, ``lint``,
 ``typecheck``, ``docs``, ``bench``), read here with ``nox.project.dependency_groups`` so any pip
@@ -52,6 +52,17 @@ def docs(session: nox.Session) -> None:
     """Build the MkDocs Material site (API reference included) with --strict."""
     _install(session, "docs")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHON)
+def bench_smoke(session: nox.Session) -> None:
+    """The CI regression guard: a short run against raw aiohttp that fails only on a gross
+    regression (llm_async above 3× raw aiohttp's CPU per request in any row); ratios only,
+    never a timed assertion."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", "--quick", "--loop", "asyncio", "--no-write",
+                "--only", "aiohttp,llm_async,llm_async_full", "--fail-above", "3",
+                *session.posargs)
 
 
 @nox.session(python=PYTHON)

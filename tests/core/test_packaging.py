@@ -66,4 +66,4 @@ def test_readme_opens_with_the_setup_commands_then_the_install_line() -> None:
 def test_ci_runs_the_readme_test_command_then_the_checks() -> None:
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     tests = script.index("python3 -m pip install nox && nox -s tests")
-    assert script.index("nox -s lint typecheck docs") > tests
+    assert script.index("nox -s lint typecheck docs bench_smoke") > tests
