@@ -10,12 +10,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import os
+import ssl as _ssl
 import time
+import warnings
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
+from pydantic import BaseModel
+from typing_extensions import TypeVar, Unpack
+
+from ._params import CHAT_KEYWORDS, ChatParams, MessagesParam, unexpected_keyword
 from .config import DEFAULT, Settings
 from .context import CallContext
 from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
@@ -36,9 +46,23 @@ if TYPE_CHECKING:
     from .application.cost_manager import CostManager
     from .optimization.batching.many import BatchResults
 
-__all__ = ["DEFAULT", "AsyncLLMClient", "ChatStream", "ClientOptions", "make_transport"]
+__all__ = [
+    "DEFAULT",
+    "AsyncLLMClient",
+    "ChatParams",
+    "ChatStream",
+    "ClientOptions",
+    "MessagesParam",
+    "make_transport",
+]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+#: The type of ``response.parsed``: the model class given as ``response_format``.
+M = TypeVar("M", bound=BaseModel)
+ParsedT = TypeVar("ParsedT", default=Any)
+#: What ``ssl=`` takes: verify (``True``), don't (``False``), a CA bundle path, or a context.
+SSLOption = bool | str | os.PathLike[str] | _ssl.SSLContext
 _ZERO = Decimal(0)
 
 
@@ -86,6 +110,54 @@ def make_transport(provider: str, *, api_key: str | None = None, base_url: str |
     return registry.make_transport(provider, api_key=api_key, base_url=base_url, **kwargs)
 
 
+def _strict_keywords(func: Callable[P, T]) -> Callable[P, T]:
+    """Reject unknown keyword arguments with a :class:`TypeError` that names the closest valid
+    one (``max_retires`` -> ``did you mean 'max_retries'?``)."""
+    valid = frozenset(name for name, param in inspect.signature(func).parameters.items()
+                      if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
+                      and name != "self")
+    where = func.__qualname__.replace(".__init__", "")
+
+    @functools.wraps(func)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not valid.issuperset(kwargs):
+            raise unexpected_keyword(kwargs.keys() - valid, valid, where)
+        return func(*args, **kwargs)
+
+    return checked
+
+
+def ssl_context(ssl: SSLOption | None, verify: SSLOption | None) -> bool | _ssl.SSLContext:
+    """What the connector gets from ``ssl=`` / ``verify=``: ``True`` (verify against the
+    system's CAs), ``False`` (no verification), or an :class:`ssl.SSLContext` (a given context,
+    or one trusting the CA bundle at a given path)."""
+    if ssl is not None and verify is not None:
+        raise ConfigurationError("pass ssl= or verify=, not both (they are the same option)",
+                                 variable="ssl")
+    value = ssl if ssl is not None else verify
+    if value is None or value is True:
+        return True
+    if value is False or isinstance(value, _ssl.SSLContext):
+        return value
+    if isinstance(value, str | os.PathLike):
+        path = os.fspath(value)
+        if not os.path.exists(path):
+            raise ConfigurationError(f"CA bundle not found: {path!r}", variable="ssl")
+        try:
+            if os.path.isdir(path):
+                return _ssl.create_default_context(capath=path)
+            return _ssl.create_default_context(cafile=path)
+        except (_ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot load the CA bundle {path!r}: {exc}",
+                                     variable="ssl") from exc
+    raise ConfigurationError("ssl must be True, False, a CA bundle path or an ssl.SSLContext, "
+                             f"got {type(value).__name__}", variable="ssl")
+
+
+#: What each entry of ``providers={...}`` may set.
+_PROVIDER_KEYS = frozenset({"api_key", "base_url", "headers", "timeout", "max_connections"})
+
+
 class AsyncLLMClient:
     """An asyncio LLM client: a stack of layers around one transport per provider.
 
@@ -94,11 +166,21 @@ class AsyncLLMClient:
         ``api_key``, ``base_url``, ``model`` (the default model), ``timeout`` (seconds or a
         :class:`~llm_async.types.Timeout`), ``headers`` (sent with every request),
         ``max_connections``; ``settings`` replaces the environment.
+    Network
+        ``ssl`` (or its synonym ``verify``): ``True`` verifies certificates against the system's
+        CAs, ``False`` does not, a path trusts that CA bundle, an :class:`ssl.SSLContext` is used
+        as given. ``trust_env`` (on by default): proxies from ``HTTPS_PROXY`` / ``HTTP_PROXY``
+        / ``ALL_PROXY``, honouring ``NO_PROXY``, and ``.netrc``. ``http_session``: your own
+        ``aiohttp.ClientSession`` for every transport the client makes (then ``ssl``,
+        ``trust_env`` and ``max_connections`` are the session's own, and the client does not
+        close it).
     Handlers
         ``transport`` (the provider's handler), ``transports={"openai": ..., ...}`` (several
-        providers, routed by a ``provider/model`` prefix), ``layers`` (layer factories,
-        outermost first; ``None`` builds the default pipeline of :mod:`llm_async.pipeline`,
-        ``[]`` none).
+        providers, routed by a ``provider/model`` prefix), ``providers={"anthropic":
+        {"api_key": ..., "base_url": ...}, ...}`` (more providers built from the registry, each
+        with its own ``api_key``, ``base_url``, ``headers``, ``timeout``, ``max_connections``),
+        ``layers`` (layer factories, outermost first; ``None`` builds the default pipeline of
+        :mod:`llm_async.pipeline`, ``[]`` none).
     Retries
         ``retry_config`` (``DEFAULT``: from ``LLM_MAX_RETRIES``; ``None``: off; a
         ``RetryConfig`` or ``RetryStrategy``), ``max_retries`` (retries after the first attempt;
@@ -124,9 +206,14 @@ class AsyncLLMClient:
     Time
         ``clock``: the clock layers sleep and measure on (tests pass a ``FakeClock``).
 
-    An unknown keyword is a :class:`TypeError` naming the closest valid one.
+    An unknown keyword is a :class:`TypeError` naming the closest valid one. A client that is
+    never closed warns once, with a :class:`ResourceWarning` naming it, when it is collected.
     """
 
+    _closed = True  # until __init__ has built the stack (so a failed __init__ never warns)
+    _warned = False
+
+    @_strict_keywords
     def __init__(
         self,
         provider: str | None = None,
@@ -140,6 +227,11 @@ class AsyncLLMClient:
         timeout: float | Timeout | None = None,
         headers: Mapping[str, str] | None = None,
         max_connections: int = 256,
+        ssl: SSLOption | None = None,
+        verify: SSLOption | None = None,
+        trust_env: bool = True,
+        http_session: Any = None,
+        providers: Mapping[str, Mapping[str, Any]] | None = None,
         settings: Settings | None = None,
         retry_config: Any = DEFAULT,
         max_retries: int | None = None,
@@ -193,13 +285,31 @@ class AsyncLLMClient:
             tracing=tracing, capture_content=capture_content, tracer_provider=tracer_provider,
             meter_provider=meter_provider, observability=observability, clock=clock,
         )
+        network: dict[str, Any] = {"ssl": ssl_context(ssl, verify), "trust_env": trust_env}
+        if http_session is not None:
+            network = {"session": http_session}
         found: dict[str, Handler] = dict(transports or {})
         if transport is not None:
             found[provider] = transport
+        for name, given in (providers or {}).items():
+            if name in found:
+                raise ConfigurationError(f"provider {name!r} is given twice (in providers= and "
+                                         "as a transport)", variable="providers")
+            if not isinstance(given, Mapping):
+                raise ConfigurationError(f"providers[{name!r}] must be a dict of "
+                                         f"{sorted(_PROVIDER_KEYS)}", variable="providers")
+            if not _PROVIDER_KEYS.issuperset(given):
+                raise unexpected_keyword(given.keys() - _PROVIDER_KEYS, _PROVIDER_KEYS,
+                                         f"providers[{name!r}]")
+            entry = dict(given)
+            entry["timeout"] = Timeout.coerce(entry.get("timeout", self.timeout))
+            entry.setdefault("max_connections", max_connections)
+            found[name] = make_transport(name, settings=settings, **network, **entry)
         if provider not in found:
             found[provider] = make_transport(
                 provider, api_key=api_key, base_url=base_url, settings=settings,
-                timeout=self.timeout, headers=headers, max_connections=max_connections)
+                timeout=self.timeout, headers=headers, max_connections=max_connections,
+                **network)
         self.transports = found
         innermost: Handler = (found[provider] if len(found) == 1
                               else ProviderRouter(found, default=provider))
@@ -256,18 +366,31 @@ class AsyncLLMClient:
         return build_request(model=bare, provider=provider, messages=messages, stream=stream,
                              **params)
 
-    async def chat(self, model: str | None = None, messages: Any = None,
-                   **params: Any) -> ChatResponse:
+    @overload
+    async def chat(self, model: str | None = None, messages: MessagesParam | None = None, *,
+                   response_format: type[M],
+                   **params: Unpack[ChatParams]) -> ChatResponse[M]: ...
+
+    @overload
+    async def chat(self, model: str | None = None, messages: MessagesParam | None = None, *,
+                   response_format: Mapping[str, Any] | None = None,
+                   **params: Unpack[ChatParams]) -> ChatResponse[Any]: ...
+
+    async def chat(self, model: str | None = None, messages: MessagesParam | None = None, *,
+                   response_format: Any = None, **params: Any) -> ChatResponse[Any]:
         """Send one chat request and return the whole answer.
 
-        ``params`` are request fields (``temperature``, ``max_tokens``, ``tools``, ...) and the
-        per-call keywords ``timeout``, ``extra_headers``, ``extra_body``, ``user_id``,
-        ``project_id``, ``metadata`` and ``options``; ``context=CallContext()`` lets the caller
-        watch this call's events, attempts and cost (a context serves one call only).
+        ``params`` (:class:`~llm_async.ChatParams`) are request fields (``temperature``,
+        ``max_tokens``, ``tools``, ...) and the per-call keywords ``timeout``,
+        ``extra_headers``, ``extra_body``, ``user_id``, ``project_id``, ``metadata`` and
+        ``options``; ``context=CallContext()`` lets the caller watch this call's events,
+        attempts and cost (a context serves one call only). With a pydantic model class as
+        ``response_format``, ``response.parsed`` is an instance of it (and typed so).
+        An unknown keyword is a :class:`TypeError`; a bad value an ``InvalidRequestError``.
         """
         if self._closed:
             raise InvalidRequestError("the client is closed")
-        ctx = _context(params.pop("context", None))
+        ctx = self._start(params, response_format, "chat")
         request = self.build_request(model, messages, params, stream=False)
         response = await self.handler.chat(request, ctx)
         if request.response_format is not None:
@@ -276,17 +399,37 @@ class AsyncLLMClient:
             apply_structured_output(response, request)  # sets .parsed or raises
         return response
 
-    def stream(self, model: str | None = None, messages: Any = None,
-               **params: Any) -> ChatStream:
+    @overload
+    def stream(self, model: str | None = None, messages: MessagesParam | None = None, *,
+               response_format: type[M], **params: Unpack[ChatParams]) -> ChatStream[M]: ...
+
+    @overload
+    def stream(self, model: str | None = None, messages: MessagesParam | None = None, *,
+               response_format: Mapping[str, Any] | None = None,
+               **params: Unpack[ChatParams]) -> ChatStream[Any]: ...
+
+    def stream(self, model: str | None = None, messages: MessagesParam | None = None, *,
+               response_format: Any = None, **params: Any) -> ChatStream[Any]:
         """Stream an answer: ``async for chunk in client.stream(...)`` or ``async with``.
 
-        The request is validated now, so bad input raises here, before anything is sent.
+        Takes what :meth:`chat` takes. The request is validated now, so bad input raises here,
+        before anything is sent.
         """
         if self._closed:
             raise InvalidRequestError("the client is closed")
-        ctx = _context(params.pop("context", None))
+        ctx = self._start(params, response_format, "stream")
         request = self.build_request(model, messages, params, stream=True)
         return ChatStream(self.handler, request, ctx)
+
+    @staticmethod
+    def _start(params: dict[str, Any], response_format: Any, where: str) -> CallContext:
+        """Check a call's keywords and make its context."""
+        if not CHAT_KEYWORDS.issuperset(params):
+            raise unexpected_keyword(params.keys() - CHAT_KEYWORDS, CHAT_KEYWORDS,
+                                     f"AsyncLLMClient.{where}")
+        if response_format is not None:
+            params["response_format"] = response_format
+        return _context(params.pop("context", None))
 
     async def chat_many(self, requests: Iterable[ChatRequest | Mapping[str, Any]], *,
                         concurrency: int = 8, progress: Any = None,
@@ -334,6 +477,19 @@ class AsyncLLMClient:
         self._closed = True
         await self.handler.aclose()
 
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        """An unclosed client warns once, naming itself, and quietly releases the connection
+        pools it made (so aiohttp adds no anonymous "Unclosed client session" of its own)."""
+        if self._closed or self._warned:
+            return
+        self._warned = True
+        try:
+            _warn(f"{self!r} was never closed; use 'async with AsyncLLMClient(...)' or "
+                  "'await client.aclose()'", ResourceWarning, source=self)
+        finally:
+            for transport in getattr(self, "transports", {}).values():
+                _release_pool(transport)
+
     async def __aenter__(self) -> AsyncLLMClient:
         return self
 
@@ -343,6 +499,20 @@ class AsyncLLMClient:
     def __repr__(self) -> str:
         names = [type(h).__name__ for h in iter_stack(self.handler)]
         return f"AsyncLLMClient(provider={self.provider!r}, stack={' -> '.join(names)})"
+
+
+def _release_pool(transport: Any) -> None:
+    """Close, without awaiting, the aiohttp session a transport made for itself (one it was
+    given belongs to its owner)."""
+    session = getattr(transport, "_session", None)
+    if session is None or not getattr(transport, "_owns_session", False) or session.closed:
+        return
+    connector = session.connector
+    session.detach()  # the session is now closed and will not warn
+    close = getattr(connector, "_close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):  # the interpreter may be shutting down
+            close()  # closes the sockets now; the connector will not warn either
 
 
 def _context(given: Any) -> CallContext:
@@ -360,7 +530,7 @@ def _context(given: Any) -> CallContext:
     return given
 
 
-class ChatStream:
+class ChatStream(Generic[ParsedT]):
     """A streaming call: an async iterator of :class:`ChatChunk` and an async context manager.
 
     When the stream ends, ``final_response`` holds the assembled answer (text, tool calls,
@@ -381,9 +551,9 @@ class ChatStream:
         self._started = time.perf_counter()
         self._first: float | None = None
         self._closed = False
-        self.final_response: ChatResponse | None = None
+        self.final_response: ChatResponse[ParsedT] | None = None
 
-    def __aiter__(self) -> ChatStream:
+    def __aiter__(self) -> ChatStream[ParsedT]:
         return self
 
     async def __anext__(self) -> ChatChunk:
@@ -435,7 +605,7 @@ class ChatStream:
             if chunk.delta and not chunk.index:
                 yield chunk.delta
 
-    async def get_final_response(self) -> ChatResponse:
+    async def get_final_response(self) -> ChatResponse[ParsedT]:
         """Consume whatever is left and return the assembled answer."""
         async for _ in self:
             pass
@@ -450,7 +620,7 @@ class ChatStream:
         if gen is not None:
             await gen.aclose()
 
-    async def __aenter__(self) -> ChatStream:
+    async def __aenter__(self) -> ChatStream[ParsedT]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

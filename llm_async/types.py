@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypeVar
 
 from .errors import InvalidRequestError, ToolArgumentsError
 
@@ -695,8 +696,16 @@ class Choice(_FastConstruct):
         return _assistant_message(self.content, self.parts, self.tool_calls, self.refusal)
 
 
-class ChatResponse(_FastConstruct):
+#: The type of :attr:`ChatResponse.parsed` (the model class a call asked for; ``Any`` unsaid).
+ParsedT = TypeVar("ParsedT", default=Any)
+
+
+class ChatResponse(_FastConstruct, Generic[ParsedT]):
     """A complete answer, from a unary call or assembled from a stream.
+
+    ``parsed`` holds the structured output when the call gave ``response_format``: an instance
+    of the pydantic model it named (so ``chat(..., response_format=City)`` is typed
+    ``ChatResponse[City]``), or the parsed JSON for a JSON-schema dict.
 
     ``content`` is the reply's text and ``tool_calls`` the functions it calls. ``parts`` holds
     the reply's content blocks in the provider's order when there is more to it than text:
@@ -724,7 +733,7 @@ class ChatResponse(_FastConstruct):
     cost: Decimal | None = None
     cost_estimated: bool = False
     provider_cost: float | None = None
-    parsed: Any = None
+    parsed: ParsedT | None = None
     parts: list[ContentPart] = Field(default_factory=list)
     refusal: Refusal | None = None
     logprobs: list[TokenLogprob] | None = None

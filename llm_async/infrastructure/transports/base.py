@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncGenerator, Mapping
+from ssl import SSLContext
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
@@ -107,6 +108,8 @@ class HTTPTransport:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         session: aiohttp.ClientSession | None = None,
+        ssl: bool | SSLContext = True,
+        trust_env: bool = True,
     ) -> None:
         if isinstance(api_key, aiohttp.ClientSession):  # Transport(session), key from the env
             if session is not None:
@@ -133,6 +136,11 @@ class HTTPTransport:
         self.keepalive_timeout = keepalive_timeout
         self.max_response_bytes = max_response_bytes
         self.max_event_bytes = max_event_bytes
+        #: Certificate checks of the connections this transport opens (``ssl=`` of the
+        #: connector): ``True``, ``False`` or an ``ssl.SSLContext``.
+        self.ssl = ssl
+        #: Proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) and ``.netrc`` from the environment.
+        self.trust_env = trust_env
         self._session = session
         self._owns_session = session is None
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
@@ -190,12 +198,14 @@ class HTTPTransport:
                 keepalive_timeout=self.keepalive_timeout,
                 ttl_dns_cache=300,
                 enable_cleanup_closed=sys.version_info < (3, 12, 7),
+                ssl=self.ssl,
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 json_serialize=lambda obj: _json.dumps(obj).decode(),
+                trust_env=self.trust_env,
             )
             self._owns_session = True
         return session

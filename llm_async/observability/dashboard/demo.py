@@ -47,14 +47,16 @@ async def run_demo_traffic(base_url: str, *, observability: Observability | None
         while calls is None or made < calls:
             model = rng.choices(models, weights)[0]
             messages = [{"role": "user", "content": f"demo question {made}"}]
-            who = {"user_id": rng.choice(DEMO_USERS), "project_id": rng.choice(DEMO_PROJECTS)}
+            user, project = rng.choice(DEMO_USERS), rng.choice(DEMO_PROJECTS)
             try:
                 if rng.random() < 0.25:
-                    async with client.stream(model=model, messages=messages, **who) as stream:
+                    async with client.stream(model=model, messages=messages, user_id=user,
+                                             project_id=project) as stream:
                         async for _ in stream:
                             pass
                 else:
-                    await client.chat(model=model, messages=messages, **who)
+                    await client.chat(model=model, messages=messages, user_id=user,
+                                      project_id=project)
             except LLMError:
                 pass
             made += 1
