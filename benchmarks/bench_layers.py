@@ -18,10 +18,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 
-from llm_async import AsyncLLMClient, ChatResponse, MockLLMTransport, Usage, build_request
+from llm_async import AsyncLLMClient, ChatResponse, Usage
 from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, CostLayer, CostManager
 from llm_async.context import CallContext
+from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.pipeline import _entries
+from llm_async.types import build_request
 
 MESSAGES = [{"role": "user", "content": "Hello there, how are you today?"}]
 

@@ -108,14 +108,8 @@ LEDGER_RECORDS = 200
 def make_client(base_url: str) -> Any:
     """The full default stack, with short retry delays, a breaker that keeps retries busy and
     a smaller cost-ledger ring buffer (see :data:`LEDGER_RECORDS`)."""
-    from llm_async import (
-        AsyncLLMClient,
-        CircuitBreakerConfig,
-        CostManager,
-        MemoryLedger,
-        RetryConfig,
-        Settings,
-    )
+    from llm_async import AsyncLLMClient, CircuitBreakerConfig, RetryConfig, Settings
+    from llm_async.application.cost_manager import CostManager, MemoryLedger
 
     return AsyncLLMClient(
         provider="openai", api_key="sk-soak-0123456789", base_url=base_url,

@@ -1,4 +1,4 @@
-"""Settings read from the environment (the seed's variables plus provider keys and URLs).
+"""Settings read from the environment (the ``LLM_*`` variables, provider keys and URLs).
 
 ``Settings.from_env()`` validates every variable at start-up; a bad value raises
 :class:`~llm_async.errors.ConfigurationError` naming the variable and the value. API keys are

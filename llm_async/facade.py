@@ -1,4 +1,4 @@
-"""The synchronous facade: the seed's ``invoke_chat`` for code that is not async.
+"""The synchronous facade: ``invoke_chat`` for code that is not async.
 
 ``from llm_async.facade import get_llm_client_service, invoke_chat, LLMClientService`` replaces
 ``from app.services.llm_client import invoke_chat`` and nothing else changes::
@@ -348,7 +348,7 @@ class SyncChatStream:
 
 
 class LLMClientService:
-    """A synchronous LLM client: the seed's facade over one :class:`~llm_async.AsyncLLMClient`.
+    """A synchronous LLM client: the synchronous facade over one :class:`~llm_async.AsyncLLMClient`.
 
     Configuration comes from the environment (:class:`~llm_async.config.Settings`, validated
     here, at start-up: a bad variable raises :class:`~llm_async.ConfigurationError` naming it);
@@ -442,7 +442,7 @@ class LLMClientService:
 
     def get_cost_metrics(self) -> dict[str, Any]:
         """The cost ledger's totals as plain numbers: ``total_cost`` (USD, a float),
-        ``requests``, ``by_model``, ``by_user``, ``by_project``, token counts, the seed's
+        ``requests``, ``by_model``, ``by_user``, ``by_project``, token counts, the documented
         ``cost.*`` names and ``budgets`` (each budget's status). Zeros when cost tracking is off
         (``track_cost=False``). The exact :class:`~decimal.Decimal` figures are on
         :attr:`cost_manager`."""
@@ -457,7 +457,7 @@ class LLMClientService:
 
     def get_retry_metrics(self) -> dict[str, Any]:
         """Retry counters: ``total_attempts``, ``successful_retries``, ``failed_retries``,
-        ``total_delay`` and the seed's ``retry.*`` names."""
+        ``total_delay`` and the documented ``retry.*`` names."""
         return self._runtime.call(functools.partial(_retry_metrics, self._client))
 
     # -- introspection and lifecycle ------------------------------------------------------
@@ -599,7 +599,7 @@ def reset_llm_client_service() -> None:
 
 
 def invoke_chat(model: str | None = None, messages: Any = None, **params: Any) -> ChatResponse:
-    """The seed's ``invoke_chat(model=..., messages=[...])`` on the process-wide service."""
+    """``invoke_chat(model=..., messages=[...])`` on the process-wide service."""
     return get_llm_client_service().invoke_chat(model, messages, **params)
 
 

@@ -1,7 +1,7 @@
 """Typed request, response and stream-chunk models shared by every provider and every layer.
 
 Transports translate these to and from each provider's wire format; layers only ever see these.
-Plain dicts are accepted wherever the seed used them (``messages=[{"role": "user", ...}]``).
+Plain dicts are accepted for messages and tools (``messages=[{"role": "user", ...}]``).
 """
 
 from __future__ import annotations

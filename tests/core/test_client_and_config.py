@@ -15,17 +15,15 @@ from llm_async import (
     ChatResponse,
     ConfigurationError,
     InvalidRequestError,
-    Layer,
-    MockLLMTransport,
-    MockReply,
     RateLimitError,
     Settings,
     StreamError,
-    build_request,
 )
 from llm_async.context import CallContext
-from llm_async.domain.ports import aclosing
+from llm_async.domain.ports import Layer, aclosing
+from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
 from llm_async.testing import tool_call
+from llm_async.types import build_request
 
 USER = [{"role": "user", "content": "Hello"}]
 

@@ -13,15 +13,12 @@ from llm_async import (
     AuthenticationError,
     BadRequestError,
     InvalidRequestError,
-    NotFoundError,
-    OverloadedError,
-    ProtocolError,
     RateLimitError,
-    ResponseTooLargeError,
     ServerError,
     StreamError,
     Timeout,
 )
+from llm_async.errors import NotFoundError, OverloadedError, ProtocolError, ResponseTooLargeError
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 from llm_async.testing import Fault, MockProviderServer
 

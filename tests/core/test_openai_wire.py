@@ -10,13 +10,8 @@ from aioresponses import aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
-from llm_async import (
-    AsyncLLMClient,
-    ContextLengthExceededError,
-    ProtocolError,
-    QuotaExceededError,
-    RateLimitError,
-)
+from llm_async import AsyncLLMClient, RateLimitError
+from llm_async.errors import ContextLengthExceededError, ProtocolError, QuotaExceededError
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 
 BASE = "https://api.example.test/v1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_async import ResponseTooLargeError
+from llm_async.errors import ResponseTooLargeError
 from llm_async.infrastructure.sse import SSEDecoder, SSEEvent
 
 STREAM = (

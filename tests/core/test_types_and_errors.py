@@ -11,21 +11,18 @@ from llm_async import (
     BadRequestError,
     ChatChunk,
     InvalidRequestError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
     RateLimitError,
     ServerError,
-    StreamAssembler,
     Timeout,
-    ToolCallDelta,
     Usage,
-    build_request,
 )
 from llm_async.errors import (
     APIStatusError,
     ConflictError,
     InsufficientCreditsError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
     RequestTimeoutError,
     UnprocessableEntityError,
     error_from_response,
@@ -33,6 +30,7 @@ from llm_async.errors import (
     redact,
     register_secret,
 )
+from llm_async.types import StreamAssembler, ToolCallDelta, build_request
 
 USER = [{"role": "user", "content": "hi"}]
 

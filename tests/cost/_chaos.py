@@ -16,11 +16,12 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from llm_async import AsyncLLMClient, BudgetExceededError, ChatResponse, Fault, LLMError, Usage
+from llm_async import AsyncLLMClient, BudgetExceededError, ChatResponse, LLMError, Usage
 from llm_async.application.cost_manager import CostLayer, CostManager
 from llm_async.application.pricing import get_pricing_catalog
 from llm_async.application.retry_strategy import RetryConfig, RetryLayer
 from llm_async.errors import UnpricedModelError
+from llm_async.testing import Fault
 
 KEY = "sk-money-chaos-key-1234"
 

@@ -21,9 +21,7 @@ from llm_async import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    Fault,
     LLMError,
-    MockLLMTransport,
     MockProviderServer,
     ServerError,
     StreamError,
@@ -42,6 +40,8 @@ from llm_async.application.retry_strategy import RetryConfig, RetryLayer
 from llm_async.application.tokens import input_token_bound
 from llm_async.context import CallContext
 from llm_async.errors import APIConnectionError, UnpricedModelError
+from llm_async.infrastructure.transports.mock import MockLLMTransport
+from llm_async.testing import Fault
 
 KEY = "sk-test-cost-layer-1234"
 MSG = [{"role": "user", "content": "tell me about rivers"}]
@@ -79,7 +79,7 @@ def bill(usage: Usage) -> Decimal:
 
 def bound(messages: list[dict[str, str]], max_tokens: int) -> Decimal:
     """The upper bound of one gpt-4o-mini attempt, as the layer reserves it."""
-    from llm_async import build_request
+    from llm_async.types import build_request
 
     request = build_request(model="gpt-4o-mini", messages=messages, max_tokens=max_tokens)
     price = get_cost_manager().pricing.lookup("gpt-4o-mini", "openai")

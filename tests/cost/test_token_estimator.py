@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from llm_async import build_request
 from llm_async.application.cost_manager import tokens
 from llm_async.application.tokens import (
     IMAGE_TOKENS,
@@ -18,6 +17,7 @@ from llm_async.application.tokens import (
     measure_error,
     sample_texts,
 )
+from llm_async.types import build_request
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cost" / "04-tokens.md"
 

@@ -146,7 +146,7 @@ def test_programmatic_configuration_overrides_the_environment(
 
 
 def test_client_keywords_pass_through(clean_env: pytest.MonkeyPatch) -> None:
-    from llm_async import MockLLMTransport
+    from llm_async.infrastructure.transports.mock import MockLLMTransport
 
     transport = MockLLMTransport("scripted")
     options: dict[str, Any] = {"transport": transport, "layers": []}

@@ -10,15 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from llm_async import (
-    AuthenticationError,
-    ChatResponse,
-    InvalidRequestError,
-    MockLLMTransport,
-    StreamError,
-)
+from llm_async import AuthenticationError, ChatResponse, InvalidRequestError, StreamError
 from llm_async.context import CallContext
 from llm_async.facade import LLMClientService, SyncChatStream
+from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.testing import Fault
 
 if TYPE_CHECKING:

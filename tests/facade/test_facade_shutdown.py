@@ -129,7 +129,7 @@ def test_ctrl_c_during_a_call_cancels_it_on_the_services_loop() -> None:
     the call's task is cancelled on the service's loop (the provider is not left running)."""
     script = PRELUDE + textwrap.dedent("""
         import threading
-        from llm_async import MockLLMTransport
+        from llm_async.infrastructure.transports.mock import MockLLMTransport
 
         import sys
 

@@ -16,11 +16,11 @@ from llm_async import (
     ChatRequest,
     ChatResponse,
     FakeClock,
-    Layer,
     RateLimitError,
     Usage,
 )
 from llm_async.context import CallContext
+from llm_async.domain.ports import Layer
 from llm_async.observability import (
     DURATION_BUCKETS,
     LIVE_METRIC_NAMES,

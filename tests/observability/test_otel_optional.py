@@ -23,7 +23,8 @@ def test_importing_the_package_does_not_import_opentelemetry() -> None:
         import sys
         import llm_async
         import llm_async.observability
-        from llm_async import AsyncLLMClient, Observability, get_observability
+        from llm_async import AsyncLLMClient, get_observability
+        from llm_async.observability.facade import Observability
         from llm_async.observability import CallRecord, create_dashboard_app
         obs = get_observability()
         obs.record(CallRecord(model="m"))
@@ -42,7 +43,8 @@ def test_tracing_works_without_opentelemetry() -> None:
         import sys
         sys.modules["opentelemetry"] = None  # as if it were not installed
         import asyncio
-        from llm_async import AsyncLLMClient, MockLLMTransport, MockReply, RateLimitError
+        from llm_async import AsyncLLMClient, RateLimitError
+        from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
         from llm_async.observability import Observability, TracingLayer, get_observability
 
         async def main():
@@ -85,7 +87,9 @@ def test_global_sdk_configured_after_the_client_is_picked_up() -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from llm_async import AsyncLLMClient, MockLLMTransport, TracingLayer
+        from llm_async import AsyncLLMClient
+        from llm_async.infrastructure.transports.mock import MockLLMTransport
+        from llm_async.observability.tracing import TracingLayer
 
         MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -17,11 +17,11 @@ from llm_async import (
     ChatRequest,
     ChatResponse,
     CircuitBreakerOpenError,
-    FallbackExhaustedError,
-    Layer,
     ServerError,
 )
 from llm_async.context import CallContext
+from llm_async.domain.ports import Layer
+from llm_async.errors import FallbackExhaustedError
 from llm_async.observability import ERROR_TYPES, Observability, failure_type, root_cause
 from llm_async.testing import MockProviderServer
 

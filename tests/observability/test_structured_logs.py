@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from llm_async import AsyncLLMClient, ChatRequest, ChatResponse, Layer, RateLimitError
+from llm_async import AsyncLLMClient, ChatRequest, ChatResponse, RateLimitError
 from llm_async.context import CallContext
+from llm_async.domain.ports import Layer
 from llm_async.testing import Fault, MockProviderServer
 
 API_KEY = "sk-observability-test-key-0123456789"

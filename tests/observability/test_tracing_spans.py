@@ -19,18 +19,16 @@ from llm_async import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    Layer,
     LLMError,
-    MockLLMTransport,
-    MockReply,
-    OverloadedError,
     RateLimitError,
     ServerError,
     StreamError,
     Usage,
 )
 from llm_async.context import CallContext
-from llm_async.errors import register_secret
+from llm_async.domain.ports import Layer
+from llm_async.errors import OverloadedError, register_secret
+from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
 from llm_async.observability import ERROR_TYPES, Observability, TracingLayer, error_type
 from llm_async.testing import Fault, MockProviderServer
 

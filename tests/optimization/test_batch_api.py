@@ -136,8 +136,8 @@ async def test_batching_layer_in_provider_mode(server) -> None:
 
 
 def test_batch_api_for_rejects_providers_without_one() -> None:
-    from llm_async import MockLLMTransport
     from llm_async.errors import ConfigurationError
+    from llm_async.infrastructure.transports.mock import MockLLMTransport
 
     with pytest.raises(ConfigurationError):
         batch_api_for(MockLLMTransport())

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from llm_async import AsyncLLMClient, FakeClock, MockLLMTransport
+from llm_async import AsyncLLMClient, FakeClock
 from llm_async.errors import (
     BadRequestError,
     InvalidRequestError,
@@ -18,6 +18,7 @@ from llm_async.errors import (
     RateLimiterError,
     ServerError,
 )
+from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.optimization.batching import (
     BatchingLayer,
     BatchProgress,

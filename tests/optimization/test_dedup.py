@@ -1,4 +1,4 @@
-"""In-flight deduplication: the layer over real HTTP, the single-flight core, the seed facade."""
+"""In-flight deduplication: the layer over real HTTP, single-flight, get_deduplicator()."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ async def test_context_vars_flow_into_the_shared_call() -> None:
     assert len(flights) == 0  # the entry is gone as soon as the call ended
 
 
-# -- the seed's facade ----------------------------------------------------------------------
+# -- the process-wide deduplicator -----------------------------------------------------------
 
 
 async def test_deduplicate_with_an_async_executor_is_awaitable() -> None:

@@ -13,7 +13,7 @@ CODE = "```python\ndef f(x):\n    return  x  *  2   # spacing kept\n```\n"
 QUOTE = "> the   quoted   line stays\n"
 
 
-def test_seed_call_returns_text_and_a_report() -> None:
+def test_documented_call_returns_text_and_a_report() -> None:
     long_prompt = "Summarise the findings.   Summarise the findings.\n\n\n\nBe brief.\n" * 3
     optimizer = PromptOptimizer()
     optimized = optimizer.optimize(text=long_prompt, max_tokens=1000, remove_redundancy=True)

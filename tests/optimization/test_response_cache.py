@@ -8,8 +8,9 @@ from functools import partial
 
 import pytest
 
-from llm_async import AsyncLLMClient, FakeClock, MockLLMTransport
+from llm_async import AsyncLLMClient, FakeClock
 from llm_async.errors import ConfigurationError, InvalidRequestError
+from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.optimization import get_cache
 from llm_async.optimization.cache import (
     CacheLayer,

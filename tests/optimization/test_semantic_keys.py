@@ -8,9 +8,10 @@ from functools import partial
 import pytest
 from pydantic import BaseModel
 
-from llm_async import AsyncLLMClient, MockLLMTransport
+from llm_async import AsyncLLMClient
 from llm_async.context import CallContext
 from llm_async.errors import InvalidRequestError
+from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.optimization.cache import CacheConfig, CacheLayer, ResponseCache
 from llm_async.optimization.semantic import (
     HashingEmbedder,

@@ -12,7 +12,7 @@ from aioresponses import aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
-from llm_async import AsyncLLMClient, build_request
+from llm_async import AsyncLLMClient
 from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
@@ -26,6 +26,7 @@ from llm_async.infrastructure.transports.anthropic_transport import (
     anthropic_usage,
     stop_reason,
 )
+from llm_async.types import build_request
 
 API = "https://api.anthropic.com/v1/messages"
 KEY = "sk-ant-api03-wire-test-key"

@@ -14,7 +14,7 @@ from aioresponses import aioresponses
 from azure.core.credentials import AccessToken
 from yarl import URL
 
-from llm_async import AsyncLLMClient, build_request
+from llm_async import AsyncLLMClient
 from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
@@ -29,6 +29,7 @@ from llm_async.infrastructure.transports.azure_transport import (
     content_filters,
     entra_token_provider,
 )
+from llm_async.types import build_request
 
 ENDPOINT = "https://contoso.openai.azure.com"
 KEY = "azure-wire-test-key-0123456789"

@@ -18,7 +18,7 @@ from aioresponses import aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
-from llm_async import AsyncLLMClient, build_request
+from llm_async import AsyncLLMClient
 from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
@@ -40,6 +40,7 @@ from llm_async.infrastructure.transports.bedrock_transport import (
     bedrock_usage,
 )
 from llm_async.testing.dialects.bedrock import encode_message
+from llm_async.types import build_request
 
 REGION = "us-west-2"
 ENDPOINT = f"https://bedrock-runtime.{REGION}.amazonaws.com"

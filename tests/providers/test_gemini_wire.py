@@ -13,7 +13,7 @@ from aioresponses import aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
-from llm_async import AsyncLLMClient, build_request
+from llm_async import AsyncLLMClient
 from llm_async.context import CallContext
 from llm_async.errors import (
     AuthenticationError,
@@ -29,6 +29,7 @@ from llm_async.infrastructure.transports.gemini_transport import (
     finish_reason,
     gemini_usage,
 )
+from llm_async.types import build_request
 
 BASE = "https://generativelanguage.googleapis.com/v1beta"
 MODEL = "gemini-2.5-flash"

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from llm_async import AsyncLLMClient, build_request
+from llm_async import AsyncLLMClient
 from llm_async.errors import AuthenticationError, InvalidRequestError
 from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
 from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 from llm_async.infrastructure.transports.openrouter_transport import OpenRouterTransport
 from llm_async.testing import MockProviderServer
+from llm_async.types import build_request
 
 KEY = "sk-test-selection-key"
 HELLO = [{"role": "user", "content": "echo: hello"}]

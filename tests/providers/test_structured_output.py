@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from llm_async import AsyncLLMClient, ChatResponse, build_request
+from llm_async import AsyncLLMClient, ChatResponse
 from llm_async.errors import InvalidRequestError, StructuredOutputError
 from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply, tool_call
 from llm_async.structured import (
@@ -19,6 +19,7 @@ from llm_async.structured import (
     parse_structured_output,
     validate_json_schema,
 )
+from llm_async.types import build_request
 
 
 class Point(BaseModel):

@@ -11,9 +11,10 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from llm_async import AsyncLLMClient, FakeClock, Fault, MockProviderServer
+from llm_async import AsyncLLMClient, FakeClock, MockProviderServer
 from llm_async.application.circuit_breaker import CircuitBreakerLayer, CircuitState
 from llm_async.errors import CircuitBreakerOpenError, LLMError, ServerError, root_cause
+from llm_async.testing import Fault
 from llm_async.types import build_request
 
 MODEL = "gpt-4o-mini"

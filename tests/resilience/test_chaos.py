@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from llm_async import AsyncLLMClient, Fault, MockProviderServer, Timeout
+from llm_async import AsyncLLMClient, MockProviderServer, Timeout
 from llm_async._clock import SystemClock
 from llm_async.application.circuit_breaker import (
     CircuitBreaker,
@@ -31,6 +31,7 @@ from llm_async.application.rate_limit import (
 )
 from llm_async.application.retry_strategy import RetryConfig, RetryLayer
 from llm_async.errors import LLMError, StreamError
+from llm_async.testing import Fault
 
 MESSAGES = [{"role": "user", "content": "chaos"}]
 MODEL = "gpt-4o-mini"

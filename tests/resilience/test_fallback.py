@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llm_async import AsyncLLMClient, Fault, MockProviderServer
+from llm_async import AsyncLLMClient, MockProviderServer
 from llm_async.application.circuit_breaker import CircuitBreakerConfig
 from llm_async.application.fallback import FallbackLayer
 from llm_async.application.retry_strategy import RetryConfig
@@ -22,6 +22,7 @@ from llm_async.errors import (
     StreamError,
 )
 from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
+from llm_async.testing import Fault
 from llm_async.types import build_request
 
 

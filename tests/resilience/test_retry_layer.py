@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llm_async import AsyncLLMClient, FakeClock, Fault, MockProviderServer
+from llm_async import AsyncLLMClient, FakeClock, MockProviderServer
 from llm_async.application.retry_strategy import (
     ExponentialBackoffRetry,
     RetryBudget,
@@ -27,6 +27,7 @@ from llm_async.errors import (
     StreamError,
 )
 from llm_async.infrastructure.transports.mock import MockLLMTransport, MockReply
+from llm_async.testing import Fault
 from llm_async.types import build_request
 
 FAST = RetryConfig(max_attempts=4, base_delay=0.5, jitter="none")

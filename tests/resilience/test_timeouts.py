@@ -11,11 +11,12 @@ from functools import partial
 
 import pytest
 
-from llm_async import AsyncLLMClient, Fault, MockProviderServer, Timeout
+from llm_async import AsyncLLMClient, MockProviderServer, Timeout
 from llm_async.application.circuit_breaker import CircuitBreakerConfig, CircuitBreakerLayer
 from llm_async.application.rate_limit import ConcurrencyLimitLayer
 from llm_async.application.retry_strategy import RetryConfig, RetryLayer
 from llm_async.errors import APITimeoutError, StreamError
+from llm_async.testing import Fault
 
 MESSAGES = [{"role": "user", "content": "q"}]
 
