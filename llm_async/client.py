@@ -169,8 +169,8 @@ class AsyncLLMClient:
     Network
         ``ssl`` (or its synonym ``verify``): ``True`` verifies certificates against the system's
         CAs, ``False`` does not, a path trusts that CA bundle, an :class:`ssl.SSLContext` is used
-        as given. ``trust_env`` (on by default): proxies from ``HTTPS_PROXY`` / ``HTTP_PROXY``
-        / ``ALL_PROXY``, honouring ``NO_PROXY``, and ``.netrc``. ``http_session``: your own
+        as given. ``trust_env`` (on by default): the proxy from ``HTTPS_PROXY`` /
+        ``HTTP_PROXY``, unless ``NO_PROXY`` names the host. ``http_session``: your own
         ``aiohttp.ClientSession`` for every transport the client makes (then ``ssl``,
         ``trust_env`` and ``max_connections`` are the session's own, and the client does not
         close it).

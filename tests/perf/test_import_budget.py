@@ -60,6 +60,7 @@ CORE_MODULES = {
     *BARE_MODULES,
     "llm_async._clock",
     "llm_async._json",
+    "llm_async._params",
     "llm_async.client",
     "llm_async.config",
     "llm_async.context",
@@ -122,7 +123,7 @@ def test_a_default_client_loads_one_provider_and_no_backends() -> None:
 
 
 @pytest.mark.parametrize("name, module", [
-    ("AnthropicTransport", "llm_async.infrastructure.transports.anthropic_transport"),
+    ("RetryConfig", "llm_async.application.retry_strategy"),
     ("MockProviderServer", "llm_async.testing"),
 ])
 def test_a_lazy_name_loads_its_module_on_first_use(name: str, module: str) -> None:

@@ -82,6 +82,19 @@ class StreamParser(Protocol):
     def end(self) -> list[ChatChunk] | None: ...
 
 
+
+def _env_proxy(url: str) -> dict[str, Any]:
+    """Session options for the proxy the environment sets for ``url`` (none when ``NO_PROXY``
+    names its host). Read once per session, unlike aiohttp's ``trust_env``, which also looks up
+    ``.netrc`` in a worker thread on every request."""
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return {}
+    return {"proxy": proxy, "proxy_auth": auth}
+
 class HTTPTransport:
     """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``."""
 
@@ -139,7 +152,8 @@ class HTTPTransport:
         #: Certificate checks of the connections this transport opens (``ssl=`` of the
         #: connector): ``True``, ``False`` or an ``ssl.SSLContext``.
         self.ssl = ssl
-        #: Proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) and ``.netrc`` from the environment.
+        #: Use the proxy the environment sets for ``base_url`` (``HTTPS_PROXY`` /
+        #: ``HTTP_PROXY``, unless ``NO_PROXY`` names the host), read when the session is made.
         self.trust_env = trust_env
         self._session = session
         self._owns_session = session is None
@@ -205,7 +219,7 @@ class HTTPTransport:
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 json_serialize=lambda obj: _json.dumps(obj).decode(),
-                trust_env=self.trust_env,
+                **(_env_proxy(self.base_url) if self.trust_env else {}),
             )
             self._owns_session = True
         return session
