@@ -15,10 +15,11 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from llm_async import AsyncLLMClient, Fault, MockProviderServer, Usage
+from llm_async import AsyncLLMClient, MockProviderServer, Usage
 from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, CostLayer, CostManager
 from llm_async.application.pricing import get_pricing_catalog
 from llm_async.application.retry_strategy import RetryConfig, RetryLayer
+from llm_async.testing import Fault
 
 MODEL = "gpt-4o"
 

@@ -372,7 +372,6 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     ("empty-tool-name", {"tools": [{"type": "function", "function": {"name": ""}}]},
      "tools[0].function.name"),
     ("response-format", {"response_format": {"type": "xml"}}, "response_format"),
-    ("unknown-field", {"temprature": 0.5}, "temprature"),
 ]
 
 
@@ -386,5 +385,16 @@ async def test_bad_input_rejected_before_sending(harness: Any, kwargs: dict[str,
         await harness.client.chat(model=harness.model, **params)
     assert caught.value.field is not None and caught.value.field.startswith(field)
     with pytest.raises(InvalidRequestError):
+        harness.client.stream(model=harness.model, **params)
+    assert harness.request_count == before
+
+
+async def test_a_misspelled_keyword_is_a_type_error_before_sending(harness: Any) -> None:
+    before = harness.request_count
+    params: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
+                              "temprature": 0.5}
+    with pytest.raises(TypeError, match="did you mean 'temperature'"):
+        await harness.client.chat(model=harness.model, **params)
+    with pytest.raises(TypeError, match="did you mean 'temperature'"):
         harness.client.stream(model=harness.model, **params)
     assert harness.request_count == before
