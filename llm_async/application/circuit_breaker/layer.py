@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
 from ..._clock import Clock, system_clock
 from ...context import CallContext
@@ -88,16 +88,20 @@ class CircuitBreakerLayer(Layer):
         self.shared = shared
         self._factory = factory
         self.breakers: dict[str, AsyncBreaker] = {}
-        self._names: dict[tuple[str | None, str], str] = {}
+        # (provider, model) -> (breaker, whether it is an in-memory CircuitBreaker whose
+        # permits are taken and ended synchronously): one dict lookup per call.
+        self._by_key: dict[tuple[str | None, str], tuple[AsyncBreaker, bool]] = {}
 
     def breaker_for(self, request: ChatRequest) -> AsyncBreaker:
         """The breaker guarding ``request``'s provider and model (created on first use)."""
+        return self._entry(request)[0]
+
+    def _entry(self, request: ChatRequest) -> tuple[AsyncBreaker, bool]:
         key = (request.provider, request.model)
-        name = self._names.get(key)
-        if name is None:
-            name = f"{request.provider or 'default'}/{request.model}"
-            if len(self._names) < 4096:
-                self._names[key] = name
+        entry = self._by_key.get(key)
+        if entry is not None:
+            return entry
+        name = f"{request.provider or 'default'}/{request.model}"
         breaker = self.breakers.get(name)
         if breaker is None:
             if self._factory is not None:
@@ -107,21 +111,30 @@ class CircuitBreakerLayer(Layer):
             else:
                 breaker = CircuitBreaker(name, self.config, clock=self.clock)
             self.breakers[name] = breaker
-        return breaker
+        local = (isinstance(breaker, CircuitBreaker) and breaker.local is True
+                 and type(breaker).acquire_async is _LOCAL_ACQUIRE_ASYNC)
+        entry = (breaker, local)
+        if len(self._by_key) < 4096:
+            self._by_key[key] = entry
+        return entry
 
-    async def _acquire(self, breaker: AsyncBreaker, request: ChatRequest,
+    async def _acquire(self, breaker: AsyncBreaker, local: bool, request: ChatRequest,
                        ctx: CallContext) -> BreakerPermit:
         try:
-            call = ctx.call_id
-            if (isinstance(breaker, CircuitBreaker)
-                    and type(breaker).acquire_async is _LOCAL_ACQUIRE_ASYNC):
-                return breaker.acquire(call)  # what acquire_async does, without a coroutine
-            return await breaker.acquire_async(call)
+            if local:
+                # What acquire_async does, without a coroutine.
+                return cast(CircuitBreaker, breaker).acquire(ctx.call_id)
+            return await breaker.acquire_async(ctx.call_id)
         except CircuitBreakerOpenError as exc:
-            if exc.provider is None:
-                exc.provider = request.provider
-            ctx.event("circuit_rejected", breaker=breaker.name, retry_after=exc.retry_after)
+            self._rejected(exc, breaker, request, ctx)
             raise
+
+    @staticmethod
+    def _rejected(exc: CircuitBreakerOpenError, breaker: AsyncBreaker, request: ChatRequest,
+                  ctx: CallContext) -> None:
+        if exc.provider is None:
+            exc.provider = request.provider
+        ctx.event("circuit_rejected", breaker=breaker.name, retry_after=exc.retry_after)
 
     def _elapsed(self, ctx: CallContext, started: float, queued: float) -> float:
         waited = ctx.queue_wait - queued
@@ -139,34 +152,56 @@ class CircuitBreakerLayer(Layer):
 
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Call the inner handler through the request's breaker."""
-        breaker = self.breaker_for(request)
-        permit = await self._acquire(breaker, request, ctx)
+        breaker, local = self._entry(request)
+        if local:
+            # The in-memory breaker: its permits are taken, re-checked and ended synchronously.
+            mem = cast(CircuitBreaker, breaker)
+            try:
+                permit = mem.acquire(ctx.call_id)
+            except CircuitBreakerOpenError as exc:
+                self._rejected(exc, breaker, request, ctx)
+                raise
+            now = self.clock.now
+            started = now()
+            queued = ctx.queue_wait
+            ctx.circuit_recheck = _Recheck(request, ctx, mem, permit)
+            try:
+                response = await self.inner.chat(request, ctx)
+            except BaseException as exc:
+                ctx.circuit_recheck = None
+                permit.record(exc, max(0.0, now() - started - (ctx.queue_wait - queued)))
+                raise
+            ctx.circuit_recheck = None
+            permit.record(None, max(0.0, now() - started - (ctx.queue_wait - queued)))
+            return response
+        remote = await self._acquire(breaker, False, request, ctx)
         started = self.clock.now()
         queued = ctx.queue_wait
-        self._arm_recheck(request, ctx, breaker, permit)
+        self._arm_recheck(request, ctx, breaker, remote)
         try:
             response = await self.inner.chat(request, ctx)
         except BaseException as exc:
             ctx.circuit_recheck = None
-            await _record(permit, exc, self._elapsed(ctx, started, queued))
+            await _record(remote, exc, self._elapsed(ctx, started, queued))
             raise
         ctx.circuit_recheck = None
-        if isinstance(permit, CircuitPermit) and permit.local:
-            permit.record(None, self._elapsed(ctx, started, queued))
-        else:
-            await _record(permit, None, self._elapsed(ctx, started, queued))
+        await _record(remote, None, self._elapsed(ctx, started, queued))
         return response
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream through the request's breaker; the outcome is recorded when it ends."""
-        breaker = self.breaker_for(request)
-        permit = await self._acquire(breaker, request, ctx)
+        breaker, local = self._entry(request)
+        permit = await self._acquire(breaker, local, request, ctx)
         started = self.clock.now()
         queued = ctx.queue_wait
         first: float | None = None
         ended = False
-        self._arm_recheck(request, ctx, breaker, permit)
+        if local:
+            ctx.circuit_recheck = _Recheck(request, ctx, cast(CircuitBreaker, breaker),
+                                           cast(CircuitPermit, permit))
+        else:
+            self._arm_recheck(request, ctx, breaker, permit)
         try:
             async with aclosing(self.inner.stream(request, ctx)) as chunks:
                 async for chunk in chunks:
@@ -179,16 +214,25 @@ class CircuitBreakerLayer(Layer):
                     break
         except Exception as exc:
             ended = True
-            await _record(permit, exc, self._elapsed(ctx, started, queued))
+            if local:
+                cast(CircuitPermit, permit).record(exc, self._elapsed(ctx, started, queued))
+            else:
+                await _record(permit, exc, self._elapsed(ctx, started, queued))
             raise
         else:
             ended = True
-            await _record(permit, None,
-                          first if first is not None else self._elapsed(ctx, started, queued))
+            duration = first if first is not None else self._elapsed(ctx, started, queued)
+            if local:
+                cast(CircuitPermit, permit).record(None, duration)
+            else:
+                await _record(permit, None, duration)
         finally:
             ctx.circuit_recheck = None
             if not ended:
-                await _release(permit)
+                if local:
+                    cast(CircuitPermit, permit).release()
+                else:
+                    await _release(permit)
 
     def status(self) -> dict[str, Any]:
         """``{"state": worst state of all breakers, "breakers": {name: status}}``."""
