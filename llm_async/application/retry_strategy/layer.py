@@ -13,7 +13,7 @@ from ...domain.ports import Handler, Layer
 from ...errors import InvalidRequestError
 from ...types import ChatChunk, ChatRequest, ChatResponse
 from .backoff import ExponentialBackoffRetry, RetryStrategy
-from .budget import RetryBudget, RetryMetrics
+from .budget import GLOBAL_METRICS, RetryBudget, RetryMetrics
 from .executor import RetryRun
 from .policy import RetryConfig
 
@@ -73,9 +73,22 @@ class RetryLayer(Layer):
         raise InvalidRequestError("options['retry'] must be True, False or a RetryConfig",
                                   field="options.retry")
 
-    def _run(self, request: ChatRequest) -> RetryRun:
-        return RetryRun(self.strategy, self._config_for(request), self.budget_for(request.provider),
-                    self.stats, self.clock)
+    def _run(self, request: ChatRequest, config: RetryConfig | None = None) -> RetryRun:
+        if config is None:
+            config = self._config_for(request)
+        return RetryRun(self.strategy, config, self.budget_for(request.provider), self.stats,
+                        self.clock)
+
+    def _first_try_succeeded(self, request: ChatRequest) -> None:
+        """What ``RetryRun.succeeded`` records for a call whose first attempt succeeded (no
+        run is built on that path): the budget's refund and one call without retries."""
+        budget = self.budget_for(request.provider)
+        if budget is not None:
+            budget.on_success(0)
+        stats = self.stats
+        stats.record_call(retried=False, ok=True)
+        if stats is not GLOBAL_METRICS:
+            GLOBAL_METRICS.record_call(retried=False, ok=True)
 
     @staticmethod
     def _attempt_request(request: ChatRequest, run: RetryRun) -> ChatRequest:
@@ -94,8 +107,28 @@ class RetryLayer(Layer):
 
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Call the inner handler, retrying failures the strategy allows."""
-        run = self._run(request)
-        deadline = run.config.deadline is not None
+        config = self._config_for(request)
+        run: RetryRun | None = None
+        if config.deadline is None:
+            # The first attempt needs no run state: it is built only once an attempt fails.
+            ctx.attempt = 1
+            try:
+                response = await self.inner.chat(request, ctx)
+            except Exception as exc:
+                run = self._run(request, config)
+                run.attempt = 1
+                delay = run.next_delay(exc)
+                if delay is None:
+                    run.failed()
+                    raise
+                self._report(ctx, 1, delay, exc)
+                await self.clock.sleep(delay)
+            else:
+                self._first_try_succeeded(request)
+                return response
+        if run is None:
+            run = self._run(request, config)
+        deadline = config.deadline is not None
         while True:
             attempt = run.attempt = run.attempt + 1
             ctx.attempt = attempt
@@ -116,16 +149,24 @@ class RetryLayer(Layer):
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         """Stream from the inner handler, retrying only until the first chunk."""
-        run = self._run(request)
+        config = self._config_for(request)
+        # Without a deadline the run state is built only once an attempt fails.
+        run: RetryRun | None = None if config.deadline is None else self._run(request, config)
+        attempt = 0
         while True:
-            attempt = ctx.attempt = run.begin()
+            attempt = ctx.attempt = run.begin() if run is not None else attempt + 1
             committed = False
             try:
-                async with aclosing(
-                        self.inner.stream(self._attempt_request(request, run), ctx)) as chunks:
+                async with aclosing(self.inner.stream(
+                        request if run is None else self._attempt_request(request, run),
+                        ctx)) as chunks:
                     async for chunk in chunks:
                         committed = True
-                        run.succeeded()  # the commit point: no retry after this
+                        # The commit point: no retry after this.
+                        if run is None:
+                            self._first_try_succeeded(request)
+                        else:
+                            run.succeeded()
                         yield chunk
                         # Committed: pass the rest through without further checks.
                         async for chunk in chunks:
@@ -134,6 +175,9 @@ class RetryLayer(Layer):
             except Exception as exc:
                 if committed:
                     raise
+                if run is None:
+                    run = self._run(request, config)
+                    run.attempt = attempt
                 delay = run.next_delay(exc)
                 if delay is None:
                     run.failed()
@@ -142,7 +186,11 @@ class RetryLayer(Layer):
                 await self.clock.sleep(delay)
                 continue
             if not committed:
-                run.succeeded()  # an empty stream that ended cleanly
+                # An empty stream that ended cleanly.
+                if run is None:
+                    self._first_try_succeeded(request)
+                else:
+                    run.succeeded()
             return
 
     def metrics(self) -> dict[str, Any]:
