@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -93,6 +94,24 @@ class SQLiteLedger:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                    check_same_thread=False)
+        # Several processes may open one file at once: switching it to WAL and creating the
+        # schema can meet another opener's lock, which SQLite reports at once (its busy
+        # handler does not cover a journal-mode change), so those steps are retried.
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                self._prepare(synchronous)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        self._closed = False
+
+    def _prepare(self, synchronous: str) -> None:
+        """WAL mode, the synchronous level and the schema (idempotent)."""
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -102,7 +121,6 @@ class SQLiteLedger:
             if name not in have:  # a file written before this counter existed
                 self._db.execute(
                     f"ALTER TABLE counters ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
-        self._closed = False
 
     # -- transactions -----------------------------------------------------------------------
 
