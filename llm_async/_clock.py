@@ -6,10 +6,24 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "FakeClock", "SystemClock", "system_clock"]
+
+
+def _after(start: float, seconds: float) -> float:
+    """The first float ``t`` with ``t - start >= seconds``.
+
+    ``start + seconds`` rounds to the nearest float, which is ``start`` itself when ``seconds``
+    is below half a unit in the last place of ``start``: code that sleeps exactly as long as it
+    computed it must wait would then never see time move.
+    """
+    later = start + seconds
+    while later - start < seconds:
+        later = math.nextafter(later, math.inf)
+    return later
 
 
 @runtime_checkable
@@ -46,6 +60,9 @@ class FakeClock:
     yields to the loop, so code that backs off for minutes runs in microseconds. With
     ``auto_advance=False`` sleepers wait until :meth:`advance` moves time past their deadline.
     ``sleeps`` records every requested sleep.
+
+    Time always moves by at least what was asked: a positive sleep or advance never leaves
+    :meth:`now` where it was, however small it is next to the current time.
     """
 
     def __init__(self, start: float = 0.0, *, auto_advance: bool = True) -> None:
@@ -66,14 +83,14 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (self._time + seconds, next(self._seq), fut))
+        heapq.heappush(self._waiters, (_after(self._time, seconds), next(self._seq), fut))
         await fut
 
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose deadline has passed."""
         if seconds < 0:
             raise ValueError("time only moves forward")
-        self._time += seconds
+        self._time = _after(self._time, seconds)
         while self._waiters and self._waiters[0][0] <= self._time:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
