@@ -8,6 +8,7 @@
     ├── APIConnectionError                   could not reach the provider (retryable)
     │   └── APITimeoutError                  connect / first chunk / idle / total timeout
     ├── APIStatusError                       the provider answered with an error status
+    │   ├── RedirectError             3xx    never followed (``location`` names the target)
     │   ├── BadRequestError           400
     │   │   ├── ContextLengthExceededError   the prompt does not fit the model
     │   │   └── ContentFilterError           the provider's content filter refused the prompt
@@ -50,11 +51,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, ClassVar
 
 __all__ = [
+    "ERROR_TYPE_STATUS",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -78,6 +82,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RateLimiterError",
+    "RedirectError",
     "RefusalError",
     "RequestTimeoutError",
     "ResponseTooLargeError",
@@ -89,31 +94,170 @@ __all__ = [
     "UnprocessableEntityError",
     "describe_error",
     "detached",
+    "error_from_body",
     "error_from_response",
     "error_kind",
     "error_type",
+    "is_secret_header",
     "parse_retry_after",
     "redact",
+    "redact_value",
+    "register_header_secrets",
+    "register_secret",
+    "rewrite_error_text",
     "root_cause",
+    "status_of_error_body",
 ]
 
 # Secrets that look like API keys: "sk-...", "sk-ant-...", "sk-or-...", bearer tokens.
 _SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|(?i:bearer)\s+[A-Za-z0-9_\-\.]{8,})")
-_known_secrets: set[str] = set()
+#: Header names whose values are credentials wherever they come from (client or per call).
+_SECRET_HEADER_RE = re.compile(
+    r"auth|cookie|api[-_]?key|access[-_]?key|secret|token|password|credential", re.IGNORECASE)
+_PLACEHOLDER = "***"
+_MAX_DEPTH = 64
+
+
+class _Secrets:
+    """The registered secrets: the most recent ``limit`` of them, found in a text fast.
+
+    A few secrets (the usual case) are searched one by one; many (a key per tenant, passed per
+    call) through an index of their first characters, so the cost of a search grows with the
+    text, not with the number of keys.
+    """
+
+    limit = 4096
+    _prefix = 8
+
+    def __init__(self) -> None:
+        self._order: OrderedDict[str, None] = OrderedDict()
+        self._short: set[str] = set()
+        self._by_prefix: dict[str, set[str]] = {}
+        self._min = 0
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, value: str) -> None:
+        if value in self._order:
+            self._order.move_to_end(value)
+            return
+        self._order[value] = None
+        if len(value) < self._prefix:
+            self._short.add(value)
+        else:
+            self._by_prefix.setdefault(value[:self._prefix], set()).add(value)
+        if len(self._order) > self.limit:
+            self._discard(next(iter(self._order)))
+        self._min = min(len(s) for s in self._short) if self._short else self._prefix
+
+    def _discard(self, value: str) -> None:
+        del self._order[value]
+        if len(value) < self._prefix:
+            self._short.discard(value)
+            return
+        bucket = self._by_prefix.get(value[:self._prefix])
+        if bucket is not None:
+            bucket.discard(value)
+            if not bucket:
+                del self._by_prefix[value[:self._prefix]]
+
+    def found_in(self, text: str) -> list[str]:
+        """The secrets that occur in ``text``, longest first."""
+        if not self._order or len(text) < self._min:
+            return []
+        if len(self._order) <= 32:
+            found = [s for s in self._order if s in text]
+        else:
+            found = [s for s in self._short if s in text]
+            seen: set[str] = set()
+            by_prefix, width = self._by_prefix, self._prefix
+            for i in range(len(text) - width + 1):
+                bucket = by_prefix.get(text[i:i + width])
+                if bucket:
+                    for secret in bucket:
+                        if secret not in seen and text.startswith(secret, i):
+                            seen.add(secret)
+                            found.append(secret)
+        found.sort(key=len, reverse=True)
+        return found
+
+
+_known_secrets = _Secrets()
+_secrets_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` scrubs it from any text, whatever its shape."""
     if value and len(value) >= 4:
-        _known_secrets.add(value)
+        with _secrets_lock:
+            _known_secrets.add(value)
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header of this name carries a credential (``Authorization``, ``x-api-key``,
+    anything naming a key, token, secret or password)."""
+    return _SECRET_HEADER_RE.search(name) is not None
+
+
+def register_header_secrets(headers: Mapping[str, str]) -> None:
+    """Register the values of every credential header in ``headers`` as secrets (for an
+    ``Authorization: Bearer X`` header both the whole value and ``X``)."""
+    for name, value in headers.items():
+        if not isinstance(value, str) or not is_secret_header(str(name)):
+            continue
+        register_secret(value)
+        scheme, _, token = value.strip().partition(" ")
+        if token and scheme.isalpha():
+            register_secret(token.strip())
 
 
 def redact(text: str) -> str:
     """Replace every API key (registered or key-shaped) in ``text`` with ``***``."""
-    for secret in sorted(_known_secrets, key=len, reverse=True):  # a key before its prefixes
-        if secret in text:
-            text = text.replace(secret, "***")
-    return _SECRET_RE.sub("***", text)
+    for secret in _known_secrets.found_in(text):
+        text = text.replace(secret, _PLACEHOLDER)
+    return _SECRET_RE.sub(_PLACEHOLDER, text)
+
+
+def redact_value(value: Any, _depth: int = 0) -> Any:
+    """:func:`redact` applied to every string inside ``value`` (dicts, lists, tuples, bytes).
+
+    Mappings come back as plain dicts (a response's header proxy cannot be pickled); nesting
+    deeper than 64 levels is cut off.
+    """
+    return _rewrite(value, redact, _depth)
+
+
+def _rewrite(value: Any, transform: Callable[[str], str], depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return transform(value)
+    if value is None or isinstance(value, bool | int | float | LLMError):
+        return value
+    if depth >= _MAX_DEPTH:
+        return "[nested too deep]"
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "replace")
+        changed = transform(text)
+        return value if changed == text else changed.encode()
+    if isinstance(value, Mapping):
+        return {_rewrite(k, transform, depth + 1): _rewrite(v, transform, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_rewrite(v, transform, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def rewrite_error_text(error: LLMError, transform: Callable[[str], str]) -> None:
+    """Apply ``transform`` to every text an error carries (message, args, body, every string
+    attribute, a chained typed ``cause``), in place. Redaction still applies afterwards."""
+    for name, value in list(vars(error).items()):
+        if isinstance(value, LLMError):
+            if value is not error:
+                rewrite_error_text(value, transform)
+            continue
+        setattr(error, name, _rewrite(value, transform))
+    error.args = _rewrite(error.args, transform)
 
 
 class ErrorKind(str, Enum):
@@ -220,6 +364,11 @@ class LLMError(Exception):
     kind: ClassVar[ErrorKind] = ErrorKind.UNKNOWN
     default_retryable: ClassVar[bool] = False
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every attribute (message, body, headers, args, whatever a subclass adds) is redacted
+        # as it is stored, so no way of showing or pickling an error can reveal a key.
+        super().__setattr__(name, _rewrite(value, redact))
+
     def __init__(
         self,
         message: str,
@@ -256,8 +405,10 @@ class LLMError(Exception):
                 f"status={self.status!r})")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Errors cross process and thread boundaries (batch workers, the sync facade).
-        return (_rebuild_error, (type(self), self.message, dict(self.__dict__)))
+        # Errors cross process and thread boundaries (batch workers, the sync facade). Redacted
+        # again: a key registered after the error was made is scrubbed too.
+        state = {name: _rewrite(value, redact) for name, value in self.__dict__.items()}
+        return (_rebuild_error, (type(self), redact(self.message), state))
 
 
 def _rebuild_error(cls: type[LLMError], message: str, state: dict[str, Any]) -> LLMError:
@@ -326,6 +477,16 @@ class APIStatusError(LLMError):
         self.error_type = error_type
         self.code = code
         self.retry_after = retry_after
+
+
+class RedirectError(APIStatusError):
+    """3xx: the provider answered with a redirect. It is never followed — an LLM API has no
+    reason to send one, and following it could carry the key to another host — so the call
+    fails here; ``location`` is where the redirect pointed (redacted)."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
 
 
 class BadRequestError(APIStatusError):
@@ -642,6 +803,31 @@ _TYPE_ERRORS: Mapping[str, type[APIStatusError]] = {
     "timeout_error": ServerError,
 }
 
+#: Provider error ``type`` / ``code`` → the HTTP status it stands for: an error object sent with
+#: HTTP 200 (in a body or an SSE event) is classified as if it had come with that status.
+ERROR_TYPE_STATUS: Mapping[str, int] = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "string_above_max_length": 400,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found_error": 404,
+    "model_not_found": 404,
+    "request_too_large": 413,
+    "insufficient_quota": 429,
+    "enforced_spend_limit_reached": 429,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "tokens_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
 _CONTEXT_HINTS = ("context length", "context window", "maximum context", "too many tokens",
                   "prompt is too long")
 
@@ -694,6 +880,39 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
         str(etype) if etype is not None else None,
         str(code) if code is not None else None,
     )
+
+
+def status_of_error_body(body: Any, default: int = 500) -> int:
+    """The HTTP status an error object stands for when it arrived with HTTP 200.
+
+    A numeric ``code`` in the 4xx/5xx range wins (OpenRouter), then the ``code`` and ``type``
+    names of :data:`ERROR_TYPE_STATUS`; ``default`` when nothing says more.
+    """
+    err = body.get("error", body) if isinstance(body, Mapping) else None
+    if not isinstance(err, Mapping):
+        return default
+    code = err.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return code
+    if isinstance(code, str) and code.isdigit() and 400 <= int(code) < 600:
+        return int(code)
+    for key in (code, err.get("type")):
+        if isinstance(key, str) and key in ERROR_TYPE_STATUS:
+            return ERROR_TYPE_STATUS[key]
+    return default
+
+
+def error_from_body(
+    body: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    provider: str | None = None,
+    request_id: str | None = None,
+) -> APIStatusError:
+    """The typed error for an error object received with HTTP 200 (a unary body or a stream
+    event): the same class, retryability and hints as the status it stands for."""
+    return error_from_response(status_of_error_body(body), body, headers=headers,
+                               provider=provider, request_id=request_id)
 
 
 def error_from_response(

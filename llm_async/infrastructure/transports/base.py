@@ -6,23 +6,47 @@ turns stream events into chunks (``stream_parser``). Two optional hooks cover pr
 credentials depend on the request or are fetched asynchronously (``sign``, enabled by
 ``signs_requests``: SigV4, token providers) and whose streams are not SSE
 (``stream_decoder``: a binary event framing decoded into the same :class:`SSEEvent` tuples).
-Everything else lives here once: the shared
-``aiohttp.ClientSession`` and its tuned connector, the four timeouts, the response-size cap, the
-mapping of every foreign error to :mod:`llm_async.errors`, and connection release on every exit
-path of a stream (end, error, ``break``, cancellation).
+Everything else lives here once: the shared ``aiohttp.ClientSession`` and its tuned connector, the four timeouts, the caps on what a
+response may make us hold in memory, the mapping of every foreign error to
+:mod:`llm_async.errors`, and connection release on every exit path of a stream (end, error,
+``break``, cancellation).
+
+What the boundary guarantees:
+
+* **A key goes only to its own origin.** Redirects are never followed (a 3xx answer is a
+  :class:`~llm_async.errors.RedirectError` naming its ``Location``); the client key and every
+  credential header of a call (``extra_headers``) are registered as secrets, so no error,
+  pickle, log line or span shows them.
+* **Bad input fails before anything is sent**: a header value with CR, LF or NUL, a header name
+  that is not an HTTP token, a body that cannot be encoded as JSON — each an
+  :class:`~llm_async.errors.InvalidRequestError` naming the field; a ``base_url`` that is not an
+  absolute http(s) URL is a :class:`~llm_async.errors.ConfigurationError`.
+* **Bounded memory.** A unary body may hold at most ``max_response_bytes`` once decompressed
+  (counted on every read, whatever the ``Content-Length`` says); a stream at most
+  ``max_stream_bytes`` in total and ``max_stream_text`` characters of text and tool-call
+  arguments. Past a cap the call fails with :class:`~llm_async.errors.ResponseTooLargeError`
+  (wrapped in a :class:`~llm_async.errors.StreamError` once chunks were delivered).
+* **Timeouts as documented**: ``first_chunk`` runs from sending until the first event that
+  carries content (a chunk for the caller), ``idle`` between two events that carry data after
+  it; comments (``: keep-alive``), ``ping`` events and content-free events before the first
+  chunk (a role-only delta) extend neither.
+* **No content in errors unless asked**: with ``capture_content=False`` (the default) a provider
+  error that echoes the prompt has the echoed text replaced by ``[content]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from ssl import SSLContext
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
+import aiohttp.http_exceptions
 from yarl import URL
 
 from ... import _json
@@ -30,14 +54,19 @@ from ...context import CallContext
 from ...errors import (
     APIConnectionError,
     APITimeoutError,
+    ConfigurationError,
+    InvalidRequestError,
     LLMError,
     ProtocolError,
+    RedirectError,
     ResponseTooLargeError,
     StreamError,
     error_from_response,
+    register_header_secrets,
     register_secret,
+    rewrite_error_text,
 )
-from ...types import ChatChunk, ChatRequest, ChatResponse, Timeout, build_request
+from ...types import ChatChunk, ChatRequest, ChatResponse, Message, Timeout, build_request
 from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from ._sync import run_blocking, session_loop
 
@@ -46,17 +75,77 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout
 
-__all__ = ["DEFAULT_TIMEOUT", "HTTPTransport", "StreamDecoder", "StreamParser"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_MAX_STREAM_BYTES",
+    "DEFAULT_MAX_STREAM_TEXT",
+    "DEFAULT_TIMEOUT",
+    "HTTPTransport",
+    "StreamDecoder",
+    "StreamParser",
+    "check_headers",
+]
 
 DEFAULT_TIMEOUT = Timeout()
 # aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
 _SOCKET_TIMEOUT = aiohttp.SocketTimeoutError
 #: Failures that prove no connection was made, so no byte of the request reached the provider.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+#: Cap on a unary response body, decompressed.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Cap on everything one stream may send, decompressed (events, comments, pings).
+DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024
+#: Cap on the text and tool-call arguments one stream may deliver, in characters.
+DEFAULT_MAX_STREAM_TEXT = 16 * 1024 * 1024
 #: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
                  RecursionError)
+#: aiohttp's error for a compressed body that inflates past its per-read limit (3.13.3+).
+_DECOMPRESS_TOO_LARGE: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(aiohttp.http_exceptions, "DecompressSizeError", None),)
+    if isinstance(cls, type))
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def check_headers(headers: Mapping[str, str], *, field: str,
+                  error: type[InvalidRequestError] | type[ConfigurationError] = InvalidRequestError
+                  ) -> None:
+    """Reject header names that are not HTTP tokens and values with CR, LF or NUL (which would
+    split the request), naming the offending header; values are never shown."""
+    for name, value in headers.items():
+        where = f"{field}[{name!r}]" if isinstance(name, str) else field
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            message = f"{field}: {name!r} is not a valid HTTP header name"
+        elif not isinstance(value, str):
+            message = f"{where} must be a str, got {type(value).__name__}"
+        elif _BAD_HEADER_VALUE.search(value):
+            message = f"{where} contains a CR, LF or NUL character"
+        else:
+            continue
+        if error is ConfigurationError:
+            raise ConfigurationError(message, variable=where)
+        raise InvalidRequestError(message, field=where)
+
+
+def _check_base_url(base_url: str) -> None:
+    try:
+        url = URL(base_url)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"base_url {base_url!r} is not a valid URL: {exc}",
+                                 variable="base_url") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url must be an absolute http:// or https:// URL with a host, got {base_url!r}",
+            variable="base_url")
+
+
+class StreamDecoder(Protocol):
+    """Turns the bytes of a stream into events, incrementally (``end`` at end of input)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def end(self) -> list[SSEEvent]: ...
 
 
 class StreamDecoder(Protocol):
@@ -96,12 +185,19 @@ def _env_proxy(url: str) -> dict[str, Any]:
     return {"proxy": proxy, "proxy_auth": auth}
 
 class HTTPTransport:
-    """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``."""
+    """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``.
+
+    ``max_response_bytes``, ``max_stream_bytes`` and ``max_stream_text`` bound what one response
+    may make the process hold (see the module docstring); ``capture_content=True`` lets provider
+    errors keep the prompt text they echo.
+    """
 
     provider: ClassVar[str] = "http"
     default_base_url: ClassVar[str] = ""
     #: Response headers that carry the provider's request id, in order of preference.
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
+    #: SSE event names that only keep the connection alive: they re-arm no timeout.
+    keepalive_events: ClassVar[frozenset[str]] = frozenset({"ping"})
     #: The environment variables an unset API key and base URL come from ("" for none).
     env_api_key: ClassVar[str] = ""
     env_base_url: ClassVar[str] = ""
@@ -120,6 +216,9 @@ class HTTPTransport:
         keepalive_timeout: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        max_stream_text: int = DEFAULT_MAX_STREAM_TEXT,
+        capture_content: bool = False,
         session: aiohttp.ClientSession | None = None,
         ssl: bool | SSLContext = True,
         trust_env: bool = True,
@@ -140,15 +239,26 @@ class HTTPTransport:
         self._api_key = api_key
         register_secret(api_key)
         self.base_url = (base_url or self.default_base_url).rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        _check_base_url(self.base_url)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
         self.headers = dict(headers or {})
+        check_headers(self.headers, field="headers", error=ConfigurationError)
+        register_header_secrets(self.headers)
+        for name, value in (("max_response_bytes", max_response_bytes),
+                            ("max_event_bytes", max_event_bytes),
+                            ("max_stream_bytes", max_stream_bytes),
+                            ("max_stream_text", max_stream_text)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}",
+                                         variable=name)
         self.max_connections = max_connections
         self.max_connections_per_host = max_connections_per_host
         self.keepalive_timeout = keepalive_timeout
         self.max_response_bytes = max_response_bytes
         self.max_event_bytes = max_event_bytes
+        self.max_stream_bytes = max_stream_bytes
+        self.max_stream_text = max_stream_text
+        self.capture_content = capture_content
         #: Certificate checks of the connections this transport opens (``ssl=`` of the
         #: connector): ``True``, ``False`` or an ``ssl.SSLContext``.
         self.ssl = ssl
@@ -295,9 +405,23 @@ class HTTPTransport:
 
     def _headers(self, request: ChatRequest) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.auth_headers(), **self.headers}
-        if request.extra_headers:
-            headers.update(request.extra_headers)
+        extra = request.extra_headers
+        if extra:
+            check_headers(extra, field="extra_headers")
+            register_header_secrets(extra)
+            headers.update(extra)
         return headers
+
+    def _encode(self, request: ChatRequest, *, stream: bool) -> bytes:
+        """The JSON body of a call; a request that cannot be encoded fails before sending."""
+        try:
+            return _json.dumps(self.build_payload(request, stream=stream))
+        except LLMError:
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidRequestError(
+                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
+                field="extra_body" if request.extra_body else "messages") from None
 
     def _unary_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         ct = self._unary_timeouts.get(timeout)
@@ -315,6 +439,13 @@ class HTTPTransport:
                 total=None, sock_connect=timeout.connect)
         return ct
 
+    def _too_large(self, what: str, cap: int, resp: aiohttp.ClientResponse | None
+                   ) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{what} exceeded the {cap}-byte cap", provider=self.provider,
+            status=resp.status if resp is not None else None,
+            request_id=self._request_id(resp.headers) if resp is not None else None)
+
     def _map_exception(self, exc: BaseException, phase: str, timeout: Timeout) -> LLMError:
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return APITimeoutError(f"connect timed out after {timeout.connect}s",
@@ -324,6 +455,10 @@ class HTTPTransport:
             return APITimeoutError(f"{phase.replace('_', ' ')} timeout ({limit}s) expired",
                                    phase=phase, provider=self.provider)
         if isinstance(exc, aiohttp.ClientPayloadError):
+            if _DECOMPRESS_TOO_LARGE and _caused_by(exc, _DECOMPRESS_TOO_LARGE):
+                return ResponseTooLargeError(
+                    f"a compressed response inflated past aiohttp's limit: {exc}",
+                    provider=self.provider)
             return APIConnectionError(f"connection broke mid-response: {exc}",
                                       provider=self.provider)
         if isinstance(exc, aiohttp.ClientResponseError):
@@ -331,22 +466,22 @@ class HTTPTransport:
         return APIConnectionError(f"{type(exc).__name__}: {exc}", provider=self.provider)
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The (decompressed) body, counted as it is read: ``Content-Length`` is trusted only
+        for an uncompressed body."""
         length = resp.content_length
-        if length is not None and length <= self.max_response_bytes:
+        cap = self.max_response_bytes
+        if length is not None and length <= cap and not resp.headers.get("Content-Encoding"):
             return await resp.read()
         parts: list[bytes] = []
         size = 0
+        content = resp.content
         while True:
-            data = await resp.content.readany()
+            data = await content.readany()
             if not data:
                 break
             size += len(data)
-            if size > self.max_response_bytes:
-                raise ResponseTooLargeError(
-                    f"response body exceeded the {self.max_response_bytes}-byte cap",
-                    provider=self.provider, status=resp.status,
-                    request_id=self._request_id(resp.headers),
-                )
+            if size > cap:
+                raise self._too_large("response body", cap, resp)
             parts.append(data)
         return b"".join(parts)
 
@@ -358,13 +493,36 @@ class HTTPTransport:
             body = raw.decode("utf-8", "replace")
         return self.map_error(resp.status, body, resp.headers)
 
+    def _redirect_error(self, resp: aiohttp.ClientResponse) -> RedirectError:
+        location = resp.headers.get("Location")
+        return RedirectError(
+            f"the provider answered HTTP {resp.status} redirecting to {location!r}; redirects "
+            "are not followed (check base_url)", location=location, provider=self.provider,
+            status=resp.status, request_id=self._request_id(resp.headers), retryable=False)
+
+    def _without_content(self, error: LLMError, request: ChatRequest) -> None:
+        """Replace, in place, any prompt text ``error`` echoes, unless content capture is on."""
+        if not self.capture_content:
+            sources = list(_prompt_texts(request.messages))
+            if sources:
+                rewrite_error_text(error, lambda text: scrub_content(text, sources))
+
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        try:
+            return await self._chat(request, ctx)
+        except LLMError as err:
+            self._without_content(err, request)
+            raise
+
+    async def _chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         timeout = request.timeout or self.timeout
-        payload = _json.dumps(self.build_payload(request, stream=False))
+        # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
+        payload = self._encode(request, stream=False)
         url = self.url(request)
-        sent_headers = self._headers(request)
+        headers = self._headers(request)
         if self.signs_requests:
-            await self.sign(str(url), sent_headers, payload)
+            await self.sign(str(url), headers, payload)
+            register_header_secrets(headers)  # a fetched token is a secret too
         attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
         # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
@@ -372,13 +530,16 @@ class HTTPTransport:
         try:
             attempt.sent = True  # from here on the body may reach the provider
             async with self.session.post(
-                url, data=payload, headers=sent_headers, timeout=self._unary_timeout(timeout),
+                url, data=payload, headers=headers,
+                timeout=self._unary_timeout(timeout), allow_redirects=False,
             ) as resp:
                 ctx.response_headers = resp.headers
+                if 300 <= resp.status < 400:
+                    raise self._redirect_error(resp)
                 raw = await self._read_body(resp)
                 if resp.status >= 400:
                     raise self._error_from(resp, raw)
-                headers = resp.headers
+                response_headers = resp.headers
         except LLMError as exc:
             attempt.error = exc
             raise
@@ -400,7 +561,7 @@ class HTTPTransport:
         except ValueError as exc:
             attempt.error = err = ProtocolError(
                 f"response body is not JSON: {raw[:80]!r}", provider=self.provider,
-                status=resp.status, request_id=self._request_id(headers))
+                status=resp.status, request_id=self._request_id(response_headers))
             raise err from exc
         try:
             response = self.parse_response(data, request)
@@ -410,10 +571,11 @@ class HTTPTransport:
         except _PARSE_ERRORS as exc:  # a provider hook tripped over a malformed body
             attempt.error = err = ProtocolError(
                 f"malformed response body ({type(exc).__name__}: {exc})",
-                provider=self.provider, status=resp.status, request_id=self._request_id(headers))
+                provider=self.provider, status=resp.status,
+                request_id=self._request_id(response_headers))
             raise err from exc
         response.latency = time.perf_counter() - started
-        response.request_id = attempt.request_id = self._request_id(headers)
+        response.request_id = attempt.request_id = self._request_id(response_headers)
         if not response.id and response.request_id:
             response.id = response.request_id  # the provider's answers carry no id (Bedrock)
         response.provider = self.provider
@@ -424,32 +586,45 @@ class HTTPTransport:
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         timeout = request.timeout or self.timeout
-        payload = _json.dumps(self.build_payload(request, stream=True))
+        # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
+        payload = self._encode(request, stream=True)
         url = self.stream_url(request)
-        sent_headers = self._headers(request)
+        headers = self._headers(request)
         if self.signs_requests:
-            await self.sign(str(url), sent_headers, payload)
+            await self.sign(str(url), headers, payload)
+            register_header_secrets(headers)  # a fetched token is a secret too
         attempt = ctx.begin_attempt(self.provider, request.model)
         loop = asyncio.get_running_loop()
-        deadline = None if timeout.total is None else loop.time() + timeout.total
+        now = loop.time()
+        deadline = None if timeout.total is None else now + timeout.total
+        # The deadline of the current phase: first_chunk from sending until the first chunk of
+        # content; then idle, re-armed by each event that carries data. Comments, pings and
+        # content-free events before the first chunk never move it.
+        phase_deadline = None if timeout.first_chunk is None else now + timeout.first_chunk
         delivered = 0
+        received = 0
+        text_size = 0
         phase = "first_chunk"
         resp: aiohttp.ClientResponse | None = None
         completed = False
+        max_bytes, max_text = self.max_stream_bytes, self.max_stream_text
+        keepalive = self.keepalive_events
         try:
             try:
-                async with _timeout(_limit(timeout.first_chunk, deadline, loop)):
+                async with _timeout(_remaining(phase_deadline, deadline, loop)):
                     attempt.sent = True  # from here on the body may reach the provider
                     try:
                         resp = await self.session.post(
-                            url, data=payload, headers=sent_headers,
-                            timeout=self._client_timeout(timeout),
+                            url, data=payload, headers=headers,
+                            timeout=self._client_timeout(timeout), allow_redirects=False,
                         )
                     except _NOT_SENT:
                         attempt.sent = False
                         raise
                     ctx.response_headers = resp.headers
                     attempt.request_id = self._request_id(resp.headers)
+                    if 300 <= resp.status < 400:
+                        raise self._redirect_error(resp)
                     if resp.status >= 400:
                         raise self._error_from(resp, await self._read_body(resp))
                 decoder = self.stream_decoder()
@@ -459,11 +634,19 @@ class HTTPTransport:
                     # What is already buffered needs no timer; only a real wait is timed.
                     data = content.read_nowait()
                     if not data:
-                        wait = timeout.first_chunk if delivered == 0 else timeout.idle
-                        async with _timeout(_limit(wait, deadline, loop)):
+                        async with _timeout(_remaining(phase_deadline, deadline, loop)):
                             data = await content.readany()
-                    events = decoder.feed(data) if data else decoder.end()
+                    if data:
+                        received += len(data)
+                        if received > max_bytes:
+                            raise self._too_large("the stream", max_bytes, resp)
+                        events = decoder.feed(data)
+                    else:
+                        events = decoder.end()
+                    progressed = False
                     for event in events:
+                        if delivered and event.event not in keepalive:
+                            progressed = True  # data after the first chunk: not idle
                         try:
                             chunks = parser.feed(event)
                         except LLMError as exc:  # an error event inside the stream
@@ -475,13 +658,27 @@ class HTTPTransport:
                                 f"malformed stream event ({type(exc).__name__}: {exc})",
                                 provider=self.provider) from exc
                         for chunk in chunks:
+                            text_size += _text_size(chunk)
+                            if text_size > max_text:
+                                raise ResponseTooLargeError(
+                                    f"the stream's text exceeded the {max_text}-character cap",
+                                    provider=self.provider, status=resp.status,
+                                    request_id=self._request_id(resp.headers))
                             delivered += 1
-                            phase = "idle"
+                            progressed = True
                             if chunk.usage is not None:
                                 attempt.usage = chunk.usage
                             yield chunk
                     if not data:
                         break
+                    now = loop.time()
+                    if progressed:
+                        phase = "idle"
+                        phase_deadline = None if timeout.idle is None else now + timeout.idle
+                    elif phase_deadline is not None and now >= phase_deadline:
+                        raise self._map_exception(asyncio.TimeoutError(), phase, timeout)
+                    if deadline is not None and now >= deadline:
+                        raise self._map_exception(asyncio.TimeoutError(), "total", timeout)
                 tail = None if parser.done else parser.end()
                 if not parser.done and tail is None:
                     raise APIConnectionError("the stream ended before it was complete",
@@ -499,6 +696,7 @@ class HTTPTransport:
             except (aiohttp.ClientError, OSError) as exc:
                 raise self._map_exception(exc, phase, timeout) from exc
         except LLMError as err:
+            self._without_content(err, request)
             attempt.error = err
             if delivered:
                 raise StreamError(f"stream failed after {delivered} chunks: {err.message}",
@@ -510,6 +708,104 @@ class HTTPTransport:
                     resp.release()
                 else:
                     resp.close()
+
+
+def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, types):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _text_size(chunk: ChatChunk) -> int:
+    size = len(chunk.delta) if chunk.delta else 0
+    for call in chunk.tool_calls:
+        if call.arguments:
+            size += len(call.arguments)
+    return size
+
+
+# -- content scrubbing -------------------------------------------------------------------------
+
+#: Shortest run of characters shared with the prompt that is taken to be an echo of it.
+_ECHO_MIN = 12
+_ECHO_STEP = _ECHO_MIN // 2
+_CONTENT_PLACEHOLDER = "[content]"
+
+
+def _prompt_texts(messages: Iterable[Message]) -> Iterable[str]:
+    for message in messages:
+        content = message.content
+        if isinstance(content, str):
+            yield content
+        elif content:
+            for part in content:
+                text = getattr(part, "text", None)
+                if isinstance(text, str):
+                    yield text
+        for call in message.tool_calls or ():
+            yield call.function.arguments
+
+
+def scrub_content(text: str, sources: list[str]) -> str:
+    """``text`` with every run of at least 12 characters that also occurs in one of ``sources``
+    (and every whole source of 8 characters or more) replaced by ``[content]``.
+
+    Providers echo a prompt whole, truncated or quoted inside a longer message; a shared run of
+    characters catches each case. The prompt is indexed by samples of 12 characters every 6, so a
+    shared run of 17 characters or more is always found, then grown to its full extent.
+    """
+    if not text or not sources:
+        return text
+    for source in sorted(sources, key=len, reverse=True):
+        if len(source) >= 8 and source in text:
+            text = text.replace(source, _CONTENT_PLACEHOLDER)
+    size = len(text)
+    if size < _ECHO_MIN:
+        return text
+    grams: set[str] = set()
+    for source in sources:
+        last = len(source) - _ECHO_MIN
+        if last < 0:
+            continue
+        grams.update(source[i:i + _ECHO_MIN] for i in range(0, last + 1, _ECHO_STEP))
+        grams.add(source[last:])
+    spans: list[list[int]] = []
+    for i in range(size - _ECHO_MIN + 1):
+        if text[i:i + _ECHO_MIN] in grams:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + _ECHO_MIN
+            else:
+                spans.append([i, i + _ECHO_MIN])
+    if not spans:
+        return text
+
+    def shared(piece: str) -> bool:
+        return any(piece in source for source in sources)
+
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
+        start = max(start, pos)
+        for _ in range(_ECHO_STEP):
+            if start > pos and shared(text[start - 1:end]):
+                start -= 1
+            else:
+                break
+        for _ in range(_ECHO_STEP):
+            if end < size and shared(text[start:end + 1]):
+                end += 1
+            else:
+                break
+        out.append(text[pos:start])
+        out.append(_CONTENT_PLACEHOLDER)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 async def _drain(content: aiohttp.StreamReader) -> bool:
@@ -525,10 +821,9 @@ async def _drain(content: aiohttp.StreamReader) -> bool:
     return True
 
 
-def _limit(phase_timeout: float | None, deadline: float | None,
-           loop: asyncio.AbstractEventLoop) -> float | None:
-    """Seconds until the earlier of the phase timeout and the total deadline."""
-    if deadline is None:
-        return phase_timeout
-    remaining = max(0.0, deadline - loop.time())
-    return remaining if phase_timeout is None else min(phase_timeout, remaining)
+def _remaining(phase_deadline: float | None, deadline: float | None,
+               loop: asyncio.AbstractEventLoop) -> float | None:
+    """Seconds until the earlier of the phase deadline and the total deadline."""
+    end = phase_deadline if deadline is None else (
+        deadline if phase_deadline is None else min(deadline, phase_deadline))
+    return None if end is None else max(0.0, end - loop.time())

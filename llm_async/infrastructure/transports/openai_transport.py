@@ -11,7 +11,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from ... import _json
-from ...errors import InvalidRequestError, ProtocolError, error_from_response
+from ...errors import InvalidRequestError, ProtocolError, error_from_body
 from ...types import (
     ChatChunk,
     ChatRequest,
@@ -441,10 +441,10 @@ class OpenAITransport(HTTPTransport):
         )
 
     def in_stream_error(self, error: Any) -> Exception:
-        """A typed error from an error object sent with HTTP 200 (in a body or an SSE event)."""
-        code = error.get("code") if isinstance(error, Mapping) else None
-        status = code if isinstance(code, int) and 400 <= code < 600 else 500
-        return error_from_response(status, {"error": error}, provider=self.provider)
+        """A typed error from an error object sent with HTTP 200 (in a body or an SSE event),
+        classified by its content like the same error with its HTTP status
+        (``insufficient_quota`` is a :class:`~llm_async.errors.QuotaExceededError`)."""
+        return error_from_body({"error": error}, provider=self.provider)
 
     def stream_parser(self, request: ChatRequest) -> _OpenAIStreamParser:
         return _OpenAIStreamParser(self)
