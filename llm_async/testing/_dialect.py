@@ -97,6 +97,10 @@ class Dialect(ABC):
         one)."""
         return {}
 
+    def keepalive_event(self) -> bytes:
+        """What the provider sends to keep an idle stream open (an SSE comment by default)."""
+        return b": keep-alive\n\n"
+
     def rate_limit_headers(self, snapshot: RateLimitSnapshot) -> dict[str, str]:
         """Rate-limit response headers for ``snapshot`` (none by default)."""
         return {}

@@ -19,11 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STREAM_ONLY_FIELDS", "Fault", "FaultQueue", "stream_positions"]
+__all__ = ["STREAM_LIMIT_BYTES", "STREAM_LIMIT_SECONDS", "STREAM_ONLY_FIELDS", "Fault",
+           "FaultQueue", "stream_positions"]
+
+#: An endless stream stops by itself after this many bytes, a keep-alive-only one after this
+#: many seconds, if the client has not hung up before.
+STREAM_LIMIT_BYTES = 1 << 30
+STREAM_LIMIT_SECONDS = 300.0
 
 #: Fields whose effect only exists for streamed responses.  A fault that sets any of them and
 #: leaves ``stream`` unset only matches streaming requests.
-STREAM_ONLY_FIELDS: tuple[str, ...] = ("token_delay", "cut_after", "malformed_after", "error_after")
+STREAM_ONLY_FIELDS: tuple[str, ...] = (
+    "token_delay", "cut_after", "malformed_after", "error_after", "keepalive_after",
+    "endless_after",
+)
 _USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens"})
 
 
@@ -75,6 +84,14 @@ class Fault:
     * ``usage`` -- report this usage instead of the real one (keys ``prompt_tokens``,
       ``completion_tokens``, ``cached_tokens``; any integer, negative ones included): the
       server still bills the real usage, as a provider with a reporting bug would.
+    * ``redirect`` -- answer ``307 Temporary Redirect`` with this ``Location`` (any request).
+    * ``gzip_bomb`` -- answer 200 with a gzip-encoded body that inflates to this many bytes
+      (zeros for a unary call, SSE comment lines for a stream; a few KiB on the wire per MiB).
+    * ``keepalive_after`` -- stream: after N content chunks send nothing but keep-alives (an SSE
+      comment, or the dialect's ``ping`` event) every ``keepalive_interval`` seconds, until the
+      client hangs up (at most ``STREAM_LIMIT_SECONDS``).
+    * ``endless_after`` -- stream: after N content chunks repeat the content chunks without end,
+      until the client hangs up (at most ``STREAM_LIMIT_BYTES``).
 
     If a stream effect position is larger than the number of content chunks, it happens right
     after the last content chunk.
@@ -87,7 +104,8 @@ class Fault:
     * ``path`` -- only requests whose URL path contains this string.
     * ``stream`` -- only streaming (``True``) or only non-streaming (``False``) requests.  When
       left ``None`` and a stream-only effect (``token_delay``, ``cut_after``,
-      ``malformed_after``, ``error_after``) is set, the fault only matches streaming requests.
+      ``malformed_after``, ``error_after``, ``keepalive_after``, ``endless_after``) is set,
+      the fault only matches streaming requests.
     """
 
     status: int | None = None
@@ -103,6 +121,11 @@ class Fault:
     error_body: dict[str, Any] | None = None
     reset: bool = False
     usage: dict[str, int] | None = None
+    redirect: str | None = None
+    gzip_bomb: int | None = None
+    keepalive_after: int | None = None
+    keepalive_interval: float = 0.01
+    endless_after: int | None = None
     times: int | None = 1
     probability: float = 1.0
     model: str | None = None
@@ -137,7 +160,13 @@ class Fault:
         _check_count("cut_after", self.cut_after, minimum=0)
         _check_count("malformed_after", self.malformed_after, minimum=0)
         _check_count("error_after", self.error_after, minimum=0)
+        _check_count("keepalive_after", self.keepalive_after, minimum=0)
+        _check_count("endless_after", self.endless_after, minimum=0)
+        _check_count("gzip_bomb", self.gzip_bomb, minimum=1)
         _check_count("times", self.times, minimum=1)
+        _check_non_negative_number("keepalive_interval", self.keepalive_interval, optional=False)
+        if self.redirect is not None and not isinstance(self.redirect, str):
+            raise ValueError(f"Fault.redirect must be a str or None, got {self.redirect!r}")
 
         if self.error_body is not None:
             if not isinstance(self.error_body, dict):
@@ -146,6 +175,10 @@ class Fault:
                 raise ValueError("Fault.error_body requires Fault.error_after")
         if self.cut_after is not None and self.error_after is not None:
             raise ValueError("Fault.cut_after and Fault.error_after are mutually exclusive")
+        endings = [name for name in ("cut_after", "error_after", "keepalive_after",
+                                     "endless_after") if getattr(self, name) is not None]
+        if len(endings) > 1:
+            raise ValueError(f"Fault.{' and Fault.'.join(endings)} are mutually exclusive")
 
         if self.usage is not None:
             if not isinstance(self.usage, Mapping) or not all(
@@ -178,6 +211,10 @@ class Fault:
             raise ValueError(f"stream effects {stream_effects} cannot apply to stream=False")
         if self.reset and (self.status is not None or stream_effects):
             raise ValueError("Fault.reset cannot be combined with status or stream effects")
+        whole = [name for name in ("status", "redirect", "gzip_bomb") if getattr(self, name)
+                 is not None] + (["reset"] if self.reset else [])
+        if len(whole) > 1 or (whole and whole != ["status"] and stream_effects):
+            raise ValueError(f"Fault.{', '.join(whole + stream_effects)} cannot be combined")
 
     # -- derived properties -------------------------------------------------------------------
 
@@ -195,6 +232,8 @@ class Fault:
             self.cut_after is not None
             or self.malformed_after is not None
             or self.error_after is not None
+            or self.keepalive_after is not None
+            or self.endless_after is not None
         )
 
     def matches(self, *, model: str | None, path: str, stream: bool) -> bool:

@@ -17,6 +17,7 @@ import json
 import socket
 import struct
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -29,7 +30,7 @@ from ._content import Script, enrich
 from ._control import ControlEndpoints
 from ._counters import BilledRequest, RateLimitWindow, RecordedRequest, redact
 from ._dialect import Dialect
-from ._faults import Fault, stream_positions
+from ._faults import STREAM_LIMIT_BYTES, STREAM_LIMIT_SECONDS, Fault, stream_positions
 from ._replies import ReplyGenerator
 from ._state import ServerState
 from ._wire import (
@@ -355,6 +356,15 @@ class MockProviderServer:
                 return web.Response(status=499)
             if fault.status is not None:
                 return self._fault_response(dialect, ctx, fault)
+            if fault.redirect is not None:
+                headers = {**fault.headers, "Location": fault.redirect}
+                return web.Response(status=307, headers=headers)
+            if fault.gzip_bomb is not None:
+                content_type = dialect.stream_content_type if route.stream else _JSON
+                headers = {**fault.headers, "Content-Type": content_type,
+                           "Content-Encoding": "gzip"}
+                body = _gzip_bomb(fault.gzip_bomb, stream=route.stream)
+                return web.Response(body=body, headers=headers)
 
         if state.require_api_key is not None:
             key = dialect.api_key(request.headers)
@@ -481,6 +491,10 @@ class MockProviderServer:
         body = script.body
         count = len(body)
         cut_at, malformed_at, error_at = stream_positions(fault, count)
+        keepalive_at = -1 if fault is None or fault.keepalive_after is None \
+            else min(fault.keepalive_after, count)
+        endless_at = -1 if fault is None or fault.endless_after is None \
+            else min(fault.endless_after, count)
 
         await response.write(b"".join(script.head))
         for index in range(count + 1):
@@ -499,6 +513,14 @@ class MockProviderServer:
                 await response.write(dialect.stream_error_event(ctx, reply, fault.error_body))
                 await response.write_eof()
                 return response
+            if index == keepalive_at:
+                assert fault is not None
+                await _keep_alive_only(response, dialect.keepalive_event(),
+                                       fault.keepalive_interval)
+                return response
+            if index == endless_at:
+                await _endless(response, body or [dialect.keepalive_event()])
+                return response
             if index == count:
                 break
             if delay > 0:
@@ -510,6 +532,51 @@ class MockProviderServer:
 
 
 _CUT_GRACE = 0.02
+
+
+async def _keep_alive_only(response: web.StreamResponse, event: bytes, interval: float) -> None:
+    """Send nothing but keep-alives until the client hangs up (or the time limit passes)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + STREAM_LIMIT_SECONDS
+    while loop.time() < end:
+        await response.write(event)
+        await asyncio.sleep(interval)
+    await response.write_eof()
+
+
+async def _endless(response: web.StreamResponse, events: list[bytes]) -> None:
+    """Repeat ``events`` until the client hangs up (or the byte limit passes)."""
+    block = b"".join(events)
+    while len(block) < 16384:
+        block += block
+    sent = 0
+    while sent < STREAM_LIMIT_BYTES:
+        await response.write(block)
+        sent += len(block)
+    await response.write_eof()
+
+
+_bombs: dict[tuple[int, bool], bytes] = {}
+
+
+def _gzip_bomb(size: int, *, stream: bool) -> bytes:
+    """A gzip stream that inflates to ``size`` bytes: zeros, or SSE comment lines for a stream
+    (built a MiB at a time and remembered, so it costs a few KiB per MiB of output)."""
+    key = (size, stream)
+    bomb = _bombs.get(key)
+    if bomb is None:
+        line = b": " + b"z" * 1021 + b"\n"
+        block = line * 1024 if stream else bytes(1 << 20)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+        parts = []
+        left = size
+        while left > 0:
+            piece = block if left >= len(block) else block[:left]
+            parts.append(compressor.compress(piece))
+            left -= len(piece)
+        parts.append(compressor.flush())
+        bomb = _bombs[key] = b"".join(parts)
+    return bomb
 
 
 def _drop_connection(request: web.Request, *, reset: bool) -> None:

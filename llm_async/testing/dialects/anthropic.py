@@ -590,6 +590,10 @@ class AnthropicDialect(Dialect):
                       "delta": {"type": "text_delta", "text": " garbled"}})
         return f"event: content_block_delta\ndata: {full[: len(full) // 2]}\n\n".encode()
 
+    def keepalive_event(self) -> bytes:
+        """Anthropic keeps a stream open with ``ping`` events."""
+        return _event("ping", {"type": "ping"})
+
     def rate_limit_headers(self, snapshot: RateLimitSnapshot) -> dict[str, str]:
         """``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (RFC 3339 resets)."""
         return {
