@@ -32,6 +32,13 @@ closed is closed when garbage-collected or at interpreter exit (a :func:`weakref
 which runs from :mod:`atexit` after every non-daemon thread has finished), so no "unclosed client
 session" or "event loop is closed" warning is printed.
 
+Processes: after ``os.fork()`` the child has none of the parent's threads, so the service's loop
+is gone there. A fork hook marks every service's runtime as left behind; the child's first call
+builds a fresh runtime and client from the same arguments (connections, breakers and ledgers
+start anew in the child), and a child that never calls exits without waiting for a loop that is
+not there. The parent's objects are never touched in the child: their sockets and the loop's
+selector are shared with the parent.
+
 Why not :func:`anyio.from_thread.start_blocking_portal`: it runs the loop in a pooled
 (non-daemon) thread in some anyio 4.x releases, which Python joins *before* ``atexit`` handlers
 run, so a service still open at exit would hang the interpreter. The thread here is a plain
@@ -44,7 +51,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import inspect
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -76,10 +85,46 @@ T = TypeVar("T")
 
 _SHUTDOWN_JOIN_SECONDS = 10.0
 _names = itertools.count(1)
+#: Every live runtime of this process (so a fork hook can find them).
+_runtimes: weakref.WeakSet[_Runtime] = weakref.WeakSet()
+#: Runtimes a fork left behind in this (child) process: kept, never finalised here.
+_left_behind: list[_Runtime] = []
+#: Serialises rebuilding a service's runtime after a fork (re-created in every child).
+_rebuild_lock = threading.Lock()
 
 
 def _closed_error() -> InvalidRequestError:
     return InvalidRequestError("the LLM client service is closed")
+
+
+class _Call:
+    """One call handed to the loop, cancellable from the calling thread at any moment: also
+    while it is still being spawned (a Ctrl-C that lands before the portal returned its
+    future must cancel it too)."""
+
+    __slots__ = ("cancelled", "func", "scope")
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self.func = func
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+
+    async def run(self) -> Any:
+        with anyio.CancelScope() as scope:
+            self.scope = scope
+            if self.cancelled:
+                scope.cancel()
+            result = self.func()
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        raise anyio.get_cancelled_exc_class()()  # cancelled: the caller is gone
+
+    def cancel(self) -> None:
+        """Run on the loop's thread (ordered with :meth:`run`, so it cannot be missed)."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 class _Runtime:
@@ -90,19 +135,25 @@ class _Runtime:
     """
 
     def __init__(self, name: str) -> None:
-        ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
+        ready: concurrent.futures.Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]] = (
+            concurrent.futures.Future())
         self.client: AsyncLLMClient | None = None
         self.stopped = False
+        #: Set in a forked child: the loop and its thread stayed in the parent.
+        self.forked = False
+        self.pid = os.getpid()
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, args=(ready,), name=name, daemon=True)
         self.thread.start()
-        self.portal = ready.result()
+        self.portal, self.loop = ready.result()
+        _runtimes.add(self)
 
     @staticmethod
-    def _run(ready: concurrent.futures.Future[BlockingPortal]) -> None:
+    def _run(ready: concurrent.futures.Future[tuple[BlockingPortal,
+                                                    asyncio.AbstractEventLoop]]) -> None:
         async def main() -> None:
             async with BlockingPortal() as portal:
-                ready.set_result(portal)
+                ready.set_result((portal, asyncio.get_running_loop()))
                 await portal.sleep_until_stopped()
 
         try:
@@ -131,17 +182,27 @@ class _Runtime:
 
     def call(self, func: Callable[[], Any]) -> Any:
         """Run ``func`` (a coroutine function or a plain one) on the loop; block for its result."""
-        future = self.submit(func)
+        call = _Call(func)
+        future: concurrent.futures.Future[Any] | None = None
         try:
+            future = self.submit(call.run)
             return future.result()
         except concurrent.futures.CancelledError:
             raise _closed_error() from None
         except BaseException:
-            # The waiting thread was interrupted (KeyboardInterrupt): cancel the call on the
-            # loop too, so nothing keeps running for a caller who is gone. (When ``func``
-            # itself raised, the future is done and this does nothing.)
-            future.cancel()
+            # The waiting thread was interrupted (KeyboardInterrupt), possibly before the portal
+            # handed back the future: cancel the call on the loop too, so nothing keeps running
+            # for a caller who is gone. (When ``func`` itself raised, this does nothing.)
+            if future is None or not future.done():
+                self.cancel_soon(call.cancel)
             raise
+
+    def cancel_soon(self, cancel: Callable[[], None]) -> None:
+        """Run ``cancel`` on the loop's thread, from any thread, without waiting."""
+        if self.stopped and self.forked:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has already stopped
+            self.loop.call_soon_threadsafe(cancel)
 
     def submit(self, func: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Start ``func`` on the loop; a future of its result (cancelling it cancels the task)."""
@@ -159,8 +220,18 @@ class _Runtime:
         future, _ = self.portal.start_task(func)
         return future
 
+    def abandon(self) -> None:
+        """In a forked child: this runtime's loop and thread stayed in the parent. Mark it
+        stopped without touching anything it owns (its sockets and selector are the parent's
+        too) and keep it alive, so that no finaliser of its objects ever runs here."""
+        self.stopped = self.forked = True
+        self._lock = threading.Lock()
+        _left_behind.append(self)
+
     def shutdown(self) -> None:
         """Close the client on its loop, stop the loop and join the thread (idempotent)."""
+        if self.forked or self.pid != os.getpid():
+            return  # the loop is in another process: nothing here to wait for
         with self._lock:
             if self.stopped:
                 return
@@ -196,11 +267,21 @@ class _Pump:
     def __init__(self, stream: ChatStream) -> None:
         self.stream = stream
         self.error: BaseException | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the pump; on the loop's thread, so it is ordered with :meth:`run`'s start."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         send, self.receive = anyio.create_memory_object_stream[ChatChunk](0)
         self.done = anyio.Event()
         self.scope = anyio.CancelScope()
+        if self.cancelled:
+            self.scope.cancel()
         try:
             with self.scope:
                 task_status.started()
@@ -231,7 +312,7 @@ class _Pump:
         return None
 
     async def stop(self) -> None:
-        self.scope.cancel()
+        self.cancel()
         await self.done.wait()
 
 
@@ -284,7 +365,10 @@ class SyncChatStream:
             try:
                 self._runtime.start_task(pump.run)
             except BaseException:
+                # Interrupted while the pump was being started: it may run anyway, so cancel
+                # it on the loop (a scope cancelled before it is entered cancels on entry).
                 self._finished = self._closed = True
+                self._runtime.cancel_soon(pump.cancel)
                 raise
             self._pump = pump
         try:
@@ -321,7 +405,7 @@ class SyncChatStream:
             return
         if runtime.in_loop_thread():  # garbage-collected on the loop: no waiting there
             if pump is not None:
-                pump.scope.cancel()
+                pump.cancel()
             return
         try:
             if pump is not None:
@@ -379,14 +463,17 @@ class LLMClientService:
         if "transport" not in client_options and "transports" not in client_options:
             settings.check_credentials(effective, api_key=api_key, base_url=base_url)
         self.settings = settings
-        runtime = _Runtime(name=f"llm-async-service-{next(_names)}")
-        make = functools.partial(
+        self._make = functools.partial(
             AsyncLLMClient, provider, api_key=api_key, base_url=base_url, model=model,
             settings=settings, circuit_breaker_config=circuit_breaker_config,
             retry_config=retry_config, **client_options)
+        self._start()
+
+    def _start(self) -> None:
+        runtime = _Runtime(name=f"llm-async-service-{next(_names)}")
         try:
             # Built on its loop, so whatever a layer binds to "the running loop" is that one.
-            client = runtime.call(make)
+            client = runtime.call(self._make)
         except BaseException:
             runtime.shutdown()
             raise
@@ -394,6 +481,17 @@ class LLMClientService:
         self._runtime = runtime
         self._client = client
         self._finalizer = weakref.finalize(self, runtime.shutdown)
+
+    def _live(self) -> _Runtime:
+        """The runtime to use: after a fork, a new one built in this process on first use."""
+        runtime = self._runtime
+        if runtime.forked:
+            with _rebuild_lock:
+                if self._runtime.forked:
+                    self._finalizer.detach()
+                    self._start()
+                runtime = self._runtime
+        return runtime
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -404,7 +502,7 @@ class LLMClientService:
         ``params`` are those of :meth:`AsyncLLMClient.chat <llm_async.AsyncLLMClient.chat>`
         (``temperature``, ``max_tokens``, ``tools``, ``timeout``, ``user_id``, ...).
         """
-        return self._runtime.call(
+        return self._live().call(
             functools.partial(self._client.chat, model, messages, **params))
 
     def stream_chat(self, model: str | None = None, messages: Any = None,
@@ -413,7 +511,7 @@ class LLMClientService:
 
         The request is validated now, so bad input raises here, before anything is sent.
         """
-        stream = self._runtime.call(
+        stream = self._live().call(
             functools.partial(self._client.stream, model, messages, **params))
         return SyncChatStream(self._runtime, stream)
 
@@ -421,10 +519,11 @@ class LLMClientService:
                            **params: Any) -> ChatResponse:
         """:meth:`invoke_chat` for asyncio code: runs on the service's loop without blocking
         the caller's (cancelling the caller cancels the call)."""
+        runtime = self._live()
         call = functools.partial(self._client.chat, model, messages, **params)
-        if self._runtime.in_loop_thread():
+        if runtime.in_loop_thread():
             return await call()
-        return await asyncio.wrap_future(self._runtime.submit(call))
+        return await asyncio.wrap_future(runtime.submit(call))
 
     @overload
     def call(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
@@ -436,7 +535,7 @@ class LLMClientService:
         """Run ``func(*args, **kwargs)`` — a coroutine function or a plain one — on the service's
         loop and return its result: the way to reach anything of :attr:`client` from sync code
         (``service.call(service.client.layer, RetryLayer)``)."""
-        return self._runtime.call(functools.partial(func, *args, **kwargs))
+        return self._live().call(functools.partial(func, *args, **kwargs))
 
     # -- status -----------------------------------------------------------------------------
 
@@ -446,19 +545,19 @@ class LLMClientService:
         ``cost.*`` names and ``budgets`` (each budget's status). Zeros when cost tracking is off
         (``track_cost=False``). The exact :class:`~decimal.Decimal` figures are on
         :attr:`cost_manager`."""
-        return self._runtime.call(functools.partial(_cost_metrics, self._client))
+        return self._live().call(functools.partial(_cost_metrics, self._client))
 
     def get_circuit_breaker_status(self, model: str | None = None) -> dict[str, Any]:
         """The breakers' state: ``state`` (``closed`` / ``open`` / ``half_open``; the worst
         over every (provider, model) breaker, or ``model``'s one), and ``breakers`` keyed by
         ``provider/model``."""
-        return self._runtime.call(
+        return self._live().call(
             functools.partial(_circuit_breaker_status, self._client, model))
 
     def get_retry_metrics(self) -> dict[str, Any]:
         """Retry counters: ``total_attempts``, ``successful_retries``, ``failed_retries``,
         ``total_delay`` and the documented ``retry.*`` names."""
-        return self._runtime.call(functools.partial(_retry_metrics, self._client))
+        return self._live().call(functools.partial(_retry_metrics, self._client))
 
     # -- introspection and lifecycle ------------------------------------------------------
 
@@ -466,6 +565,7 @@ class LLMClientService:
     def client(self) -> AsyncLLMClient:
         """The underlying client. It lives on the service's loop: use it only from coroutines
         that run there."""
+        self._live()
         return self._client
 
     @property
@@ -481,10 +581,15 @@ class LLMClientService:
 
     @property
     def closed(self) -> bool:
-        return self._runtime.stopped
+        runtime = self._runtime
+        return runtime.stopped and not runtime.forked
 
     def close(self) -> None:
         """Close the client and its connections, stop the loop and its thread (idempotent)."""
+        if self._runtime.forked:  # nothing of this process to close
+            self._finalizer.detach()
+            self._runtime.forked = False
+            return
         self._finalizer()
 
     def __enter__(self) -> LLMClientService:
@@ -596,6 +701,20 @@ def reset_llm_client_service() -> None:
         service, _service = _service, None
     if service is not None:
         service.close()
+
+
+def _after_fork_in_child() -> None:
+    global _service_lock, _rebuild_lock
+    _service_lock = threading.Lock()
+    _rebuild_lock = threading.Lock()
+    for runtime in list(_runtimes):
+        if runtime.pid != os.getpid():
+            runtime.abandon()
+    _runtimes.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def invoke_chat(model: str | None = None, messages: Any = None, **params: Any) -> ChatResponse:

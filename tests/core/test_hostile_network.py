@@ -28,8 +28,8 @@ from llm_async import (
     ResponseTooLargeError,
     StreamError,
     Timeout,
+    _json,
 )
-from llm_async import _json
 from llm_async.application.circuit_breaker import CircuitBreakerLayer
 from llm_async.errors import RedirectError, register_secret
 from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
@@ -278,8 +278,9 @@ async def test_a_gzip_bomb_stream_is_capped_after_decompression(
 
 def test_aiohttp_floor_caps_each_inflation() -> None:
     # The per-read limit exists in every aiohttp the package allows (>= 3.13.3) ...
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     floors = [r for r in project["project"]["dependencies"] if r.startswith("aiohttp")]

@@ -21,6 +21,8 @@ from llm_async.testing._replies import VOCABULARY
 from llm_async.testing._wire import go_duration
 
 CHAT = "/v1/chat/completions"
+# A guard against a hung subprocess (the test fails instead of blocking), not a speed check.
+HANG = 120
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -619,6 +621,7 @@ async def test_require_api_key_and_recording(session: aiohttp.ClientSession) -> 
         wrong = {"Authorization": "Bearer sk-wrong"}
         assert (await post(session, srv, chat(), headers=wrong))[0] == 401
         right = {"Authorization": "Bearer sk-test", "X-Custom": "yes"}
+        sent = time.time()
         assert (await post(session, srv, chat("echo: ok"), headers=right))[0] == 200
         assert srv.request_count == 3
         record = srv.requests[-1]
@@ -626,7 +629,7 @@ async def test_require_api_key_and_recording(session: aiohttp.ClientSession) -> 
         assert record.headers["authorization"] == "***"
         assert record.headers["x-custom"] == "yes"
         assert record.body == chat("echo: ok")
-        assert abs(record.received_at - time.time()) < 5
+        assert sent <= record.received_at <= time.time()
 
 
 async def test_in_flight_returns_to_zero_after_client_breaks_out(
@@ -699,7 +702,7 @@ async def test_command_line(session: aiohttp.ClientSession) -> None:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), HANG)).decode()
         match = re.fullmatch(r"LISTENING (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
         url = match.group(1)
@@ -707,7 +710,7 @@ async def test_command_line(session: aiohttp.ClientSession) -> None:
             body = await resp.json()
         assert len(body["choices"][0]["message"]["content"].split()) == 4
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await asyncio.wait_for(proc.wait(), HANG) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -720,9 +723,7 @@ async def test_close_aborts_in_flight_streams(session: aiohttp.ClientSession) ->
     resp = await session.post(srv.url + CHAT, json=chat(stream=True))
     assert resp.status == 200
     assert srv.stats()["in_flight"] == 1
-    started = time.perf_counter()
-    await srv.close()
-    assert time.perf_counter() - started < 0.5
+    await srv.close()  # does not wait the ~25 s the stream would take to finish
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
     resp.close()
