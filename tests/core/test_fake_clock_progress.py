@@ -9,6 +9,7 @@ import pytest
 
 from llm_async import FakeClock
 from llm_async.application.rate_limit import RateLimitConfig, RateLimitLayer
+from llm_async.context import CallContext
 from llm_async.infrastructure.transports.mock import MockLLMTransport
 from llm_async.types import build_request
 
@@ -52,7 +53,7 @@ async def test_token_limiter_admits_every_call_on_a_fake_clock() -> None:
     for _ in range(12):
         request = build_request(model="m", messages=[{"role": "user", "content": "hi"}],
                                 max_tokens=200)
-        await asyncio.wait_for(layer.chat(request), 10)
+        await asyncio.wait_for(layer.chat(request, CallContext()), 60)
         admitted += 1
     assert admitted == 12
     # each paced call needed a handful of sleeps, not hundreds of thousands

@@ -15,8 +15,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from llm_async import AsyncLLMClient, ConfigurationError, InvalidRequestError, LLMError
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
