@@ -291,6 +291,7 @@ class ErrorKind(str, Enum):
     UNPROCESSABLE = "unprocessable"              # 422
     QUOTA = "quota"                              # billing quota / spend cap (429)
     API_ERROR = "api_error"                      # any other error status
+    REDIRECT = "redirect"                        # a 3xx answer (never followed)
     STREAM = "stream"                            # a failure after the first chunk
     STRUCTURED_OUTPUT = "structured_output"      # the reply does not fit the schema
     REFUSAL = "refusal"                          # the model refused to answer
@@ -483,6 +484,8 @@ class RedirectError(APIStatusError):
     """3xx: the provider answered with a redirect. It is never followed — an LLM API has no
     reason to send one, and following it could carry the key to another host — so the call
     fails here; ``location`` is where the redirect pointed (redacted)."""
+
+    kind = ErrorKind.REDIRECT
 
     def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
