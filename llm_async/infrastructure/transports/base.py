@@ -6,10 +6,10 @@ turns stream events into chunks (``stream_parser``). Two optional hooks cover pr
 credentials depend on the request or are fetched asynchronously (``sign``, enabled by
 ``signs_requests``: SigV4, token providers) and whose streams are not SSE
 (``stream_decoder``: a binary event framing decoded into the same :class:`SSEEvent` tuples).
-Everything else lives here once: the shared ``aiohttp.ClientSession`` and its tuned connector, the four timeouts, the caps on what a
-response may make us hold in memory, the mapping of every foreign error to
-:mod:`llm_async.errors`, and connection release on every exit path of a stream (end, error,
-``break``, cancellation).
+Everything else lives here once: the shared ``aiohttp.ClientSession`` and its tuned connector,
+the four timeouts, the caps on what a response may make us hold in memory, the mapping of every
+foreign error to :mod:`llm_async.errors`, and connection release on every exit path of a stream
+(end, error, ``break``, cancellation).
 
 What the boundary guarantees:
 
@@ -138,14 +138,6 @@ def _check_base_url(base_url: str) -> None:
         raise ConfigurationError(
             f"base_url must be an absolute http:// or https:// URL with a host, got {base_url!r}",
             variable="base_url")
-
-
-class StreamDecoder(Protocol):
-    """Turns the bytes of a stream into events, incrementally (``end`` at end of input)."""
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
-
-    def end(self) -> list[SSEEvent]: ...
 
 
 class StreamDecoder(Protocol):
