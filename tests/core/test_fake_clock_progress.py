@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from llm_async import FakeClock
 from llm_async.application.rate_limit import RateLimitConfig, RateLimitLayer
 from llm_async.context import CallContext
 from llm_async.infrastructure.transports.mock import MockLLMTransport
+from llm_async.testing import FakeClock
 from llm_async.types import build_request
 
 

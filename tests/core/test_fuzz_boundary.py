@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from llm_async import AsyncLLMClient, ConfigurationError, InvalidRequestError, LLMError
+from llm_async import AsyncLLMClient
+from llm_async.errors import ConfigurationError, InvalidRequestError, LLMError
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 from llm_async.testing import MockProviderServer
 

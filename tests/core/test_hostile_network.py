@@ -16,22 +16,21 @@ import aiohttp.http_exceptions
 import pytest
 from aiohttp import web
 
-from llm_async import (
+from llm_async import AsyncLLMClient, Timeout, _json
+from llm_async.application.circuit_breaker import CircuitBreakerLayer
+from llm_async.errors import (
     APITimeoutError,
-    AsyncLLMClient,
     ConfigurationError,
     InvalidRequestError,
     LLMError,
     ProtocolError,
     QuotaExceededError,
     RateLimitError,
+    RedirectError,
     ResponseTooLargeError,
     StreamError,
-    Timeout,
-    _json,
+    register_secret,
 )
-from llm_async.application.circuit_breaker import CircuitBreakerLayer
-from llm_async.errors import RedirectError, register_secret
 from llm_async.infrastructure.transports.anthropic_transport import AnthropicTransport
 from llm_async.infrastructure.transports.base import scrub_content
 from llm_async.infrastructure.transports.openai_transport import OpenAITransport
