@@ -113,7 +113,7 @@ class SQLiteLedger:
     def _prepare(self, synchronous: str) -> None:
         """WAL mode, the synchronous level and the schema (idempotent)."""
         if self.path != ":memory:":
-            _set_wal(self._db, timeout)
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(counters)")}
@@ -293,20 +293,3 @@ class _Tx:
             self.cur.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:
             self.ledger._lock.release()
-
-
-def _set_wal(db: sqlite3.Connection, timeout: float) -> None:
-    """Switch to WAL. Processes opening one file at once can see ``database is locked`` here
-    at once (SQLite skips the busy handler where waiting could deadlock), so retry until
-    ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
