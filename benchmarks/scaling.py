@@ -64,8 +64,7 @@ def _timed(fn: Callable[[], Any], budget: float = 0.3, least: int = 3) -> float:
 
 def prompt_sizes(sizes: list[int]) -> list[dict[str, Any]]:
     from llm_async import AsyncLLMClient, _json
-    from llm_async.application.cost_manager import CostLayer, CostManager
-    from llm_async.infrastructure.transports.mock import MockLLMTransport
+    from llm_async.application.cost_manager.bounds import input_token_bound
     from llm_async.infrastructure.transports.openai_transport import OpenAITransport
 
     try:
@@ -75,9 +74,7 @@ def prompt_sizes(sizes: list[int]) -> list[dict[str, Any]]:
 
     client = AsyncLLMClient(provider="mock", layers=[])
     transport = OpenAITransport(API_KEY, "http://127.0.0.1:9/v1")
-    manager = CostManager()
-    layer = CostLayer(MockLLMTransport(), manager)
-    bound = getattr(layer, "plan", None)
+    bound = input_token_bound  # the cost layer's worst-case input bound of a request
     sentence = "The river carries silt past the old mill and into the valley below. "
     rows = []
     for size in sizes:
@@ -87,8 +84,7 @@ def prompt_sizes(sizes: list[int]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"bytes": size}
         row["build_us"] = _timed(
             lambda m=messages: client.build_request(MODEL, m, {}, stream=False)) * 1e6
-        row["bound_us"] = (_timed(lambda r=request: bound(r)) * 1e6
-                           if callable(bound) else float("nan"))
+        row["bound_us"] = _timed(lambda r=request: bound(r)) * 1e6
         row["serialise_us"] = _timed(
             lambda r=request: _json.dumps(transport.build_payload(r, stream=False))) * 1e6
         body = {"model": MODEL, "messages": messages}
