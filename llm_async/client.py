@@ -288,6 +288,8 @@ class AsyncLLMClient:
         network: dict[str, Any] = {"ssl": ssl_context(ssl, verify), "trust_env": trust_env}
         if http_session is not None:
             network = {"session": http_session}
+        # Provider error text may echo the prompt: the transports keep it only when asked.
+        network["capture_content"] = capture_content
         found: dict[str, Handler] = dict(transports or {})
         if transport is not None:
             found[provider] = transport

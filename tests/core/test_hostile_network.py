@@ -218,6 +218,18 @@ async def test_with_capture_content_the_echo_is_kept(mock_server: MockProviderSe
     assert "Project Bluebird" in str(info.value)
 
 
+async def test_a_client_with_capture_content_keeps_the_echo(
+        mock_server: MockProviderServer) -> None:
+    mock_server.add_fault(Fault(status=400, body={"error": {"message": f"bad: {PROMPT}"}}))
+    async with AsyncLLMClient(provider="openai", api_key=KEY, base_url=mock_server.base_url,
+                              layers=[], capture_content=True) as client:
+        assert all(getattr(t, "capture_content", False) for t in client.transports.values())
+        with pytest.raises(LLMError) as info:
+            await client.chat(model="gpt-4o-mini", messages=[{"role": "user",
+                                                               "content": PROMPT}])
+    assert "Project Bluebird" in str(info.value)
+
+
 def test_scrub_content_finds_truncated_and_embedded_echoes() -> None:
     source = "The quick brown fox jumps over the lazy dog near the riverbank at dawn."
     assert scrub_content(f"x '{source}' y", [source]) == "x '[content]' y"
