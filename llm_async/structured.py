@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from . import _json
 from .errors import InvalidRequestError, RefusalError, StructuredOutputError
 from .types import ChatRequest, ChatResponse
 
@@ -83,6 +84,16 @@ class OutputSchema:
         if self.is_object:
             return self.schema
         return {"type": "object", "properties": {"value": self.schema}, "required": ["value"]}
+
+    def tool_output_text(self, value: Any, text: str) -> str:
+        """The answer's JSON text from the forced tool's input (``value``, whose JSON is
+        ``text``): the input itself for an object schema, else what its ``value`` envelope
+        holds (the inverse of :meth:`tool_input_schema`)."""
+        if self.is_object:
+            return text
+        if isinstance(value, Mapping) and "value" in value:
+            return _json.dumps(value["value"]).decode()
+        return text
 
 
 def _tool_name(name: str | None) -> str:

@@ -48,7 +48,7 @@ import aiohttp
 
 from ... import _json
 from ...errors import InvalidRequestError, LLMError, ProtocolError, error_from_response
-from ...structured import OutputSchema, output_schema
+from ...structured import output_schema
 from ...types import (
     ChatChunk,
     ChatRequest,
@@ -558,7 +558,7 @@ class AnthropicTransport(HTTPTransport):
                     raise ProtocolError(f"malformed tool_use block: {block!r:.100}",
                                         provider=self.provider) from exc
                 if spec is not None and name == spec.name:
-                    structured = _unwrap(spec, block.get("input"), arguments)
+                    structured = spec.tool_output_text(block.get("input"), arguments)
                 else:
                     calls.append(ToolCall.model_construct(
                         id=str(block.get("id") or ""), type="function",
@@ -604,16 +604,6 @@ class AnthropicTransport(HTTPTransport):
 
     def stream_parser(self, request: ChatRequest) -> _AnthropicStreamParser:
         return _AnthropicStreamParser(self, request)
-
-
-def _unwrap(spec: OutputSchema, value: Any, text: str) -> str:
-    """The structured answer's JSON text, unwrapping the ``value`` envelope of non-object
-    schemas."""
-    if spec.is_object:
-        return text
-    if isinstance(value, Mapping) and "value" in value:
-        return _json.dumps(value["value"]).decode()
-    return text
 
 
 class _Block:
@@ -811,7 +801,7 @@ class _AnthropicStreamParser:
             value = _json.loads(text or "{}")
         except ValueError:
             return [self._chunk(delta=text)] if text else []
-        return [self._chunk(delta=_unwrap(self._spec, value, text))]
+        return [self._chunk(delta=self._spec.tool_output_text(value, text))]
 
     def _message_delta(self, obj: dict[str, Any]) -> list[ChatChunk]:
         delta = obj.get("delta") or {}

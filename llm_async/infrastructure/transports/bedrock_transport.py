@@ -71,7 +71,7 @@ from ...errors import (
     error_from_response,
     register_secret,
 )
-from ...structured import OutputSchema, output_schema
+from ...structured import output_schema
 from ...types import (
     ChatChunk,
     ChatRequest,
@@ -549,7 +549,7 @@ class BedrockTransport(HTTPTransport):
                                         provider=self.provider)
                 arguments = _json.dumps(use.get("input") or {}).decode()
                 if spec is not None and use["name"] == spec.name:
-                    structured = _unwrap(spec, use.get("input"), arguments)
+                    structured = spec.tool_output_text(use.get("input"), arguments)
                 else:
                     calls.append(ToolCall.model_construct(
                         id=str(use.get("toolUseId") or f"call_{uuid.uuid4().hex[:24]}"),
@@ -645,16 +645,6 @@ def _refusal(reason: Any) -> Refusal | None:
     if reason in ("guardrail_intervened", "content_filtered"):
         return Refusal.model_construct(text="", category=str(reason))
     return None
-
-
-def _unwrap(spec: OutputSchema, value: Any, text: str) -> str:
-    """The structured answer's JSON text, unwrapping the ``value`` envelope of non-object
-    schemas."""
-    if spec.is_object:
-        return text
-    if isinstance(value, Mapping) and "value" in value:
-        return _json.dumps(value["value"]).decode()
-    return text
 
 
 class _BedrockStreamParser:
@@ -787,7 +777,7 @@ class _BedrockStreamParser:
             value = _json.loads(text or "{}")
         except ValueError:
             return [self._chunk(delta=text)] if text else []
-        return [self._chunk(delta=_unwrap(self._spec, value, text))]
+        return [self._chunk(delta=self._spec.tool_output_text(value, text))]
 
     def _message_stop(self, obj: dict[str, Any]) -> list[ChatChunk]:
         reason = obj.get("stopReason")
