@@ -33,6 +33,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 #: Never loaded by the cases below; each lazily loads when something asks for it.
 ALWAYS_LAZY = (
     "llm_async.infrastructure.transports.anthropic_transport",
+    "llm_async.infrastructure.transports.anthropic",
     "llm_async.infrastructure.transports.openrouter_transport",
     "llm_async.testing",
     "llm_async.facade",

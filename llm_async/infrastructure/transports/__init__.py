@@ -7,7 +7,7 @@ from ..._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "HTTPTransport": ".base",
     "OpenAITransport": ".openai_transport",
-    "AnthropicTransport": ".anthropic_transport",
+    "AnthropicTransport": ".anthropic",
     "OpenRouterTransport": ".openrouter_transport",
     "AzureOpenAITransport": ".azure_transport",
     "GeminiTransport": ".gemini_transport",

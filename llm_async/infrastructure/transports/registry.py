@@ -108,7 +108,7 @@ for _spec in (
     ProviderSpec("openai", f"{_PACKAGE}.openai_transport:OpenAITransport", "openai",
                  key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
                  default_base_url="https://api.openai.com/v1"),
-    ProviderSpec("anthropic", f"{_PACKAGE}.anthropic_transport:AnthropicTransport", "anthropic",
+    ProviderSpec("anthropic", f"{_PACKAGE}.anthropic:AnthropicTransport", "anthropic",
                  key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
                  default_base_url="https://api.anthropic.com"),
     ProviderSpec("openrouter", f"{_PACKAGE}.openrouter_transport:OpenRouterTransport",
