@@ -73,6 +73,12 @@ CORE_MODULES = {
     "llm_async.infrastructure.transports.registry",
     "llm_async.infrastructure.transports.router",
     "llm_async.types",
+    "llm_async.types._base",
+    "llm_async.types.content",
+    "llm_async.types.request",
+    "llm_async.types.response",
+    "llm_async.types.stream",
+    "llm_async.types.tools",
 }
 
 
