@@ -11,7 +11,7 @@ _EXPORTS: dict[str, str] = {
     "OpenRouterTransport": ".openrouter_transport",
     "AzureOpenAITransport": ".azure_transport",
     "GeminiTransport": ".gemini_transport",
-    "BedrockTransport": ".bedrock_transport",
+    "BedrockTransport": ".bedrock",
     "MockLLMTransport": ".mock",
     "MockReply": ".mock",
     "ProviderRouter": ".router",

@@ -125,7 +125,7 @@ for _spec in (
                  default_base_url="https://generativelanguage.googleapis.com/v1beta"),
     # Bedrock signs with the AWS credential chain (a Bedrock API key is optional); its endpoint
     # follows the region.
-    ProviderSpec("bedrock", f"{_PACKAGE}.bedrock_transport:BedrockTransport", "aws.bedrock",
+    ProviderSpec("bedrock", f"{_PACKAGE}.bedrock:BedrockTransport", "aws.bedrock",
                  key_env="AWS_BEARER_TOKEN_BEDROCK",
                  base_url_env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME", needs_key=False),
 ):
