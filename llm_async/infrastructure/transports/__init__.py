@@ -10,7 +10,7 @@ _EXPORTS: dict[str, str] = {
     "AnthropicTransport": ".anthropic",
     "OpenRouterTransport": ".openrouter_transport",
     "AzureOpenAITransport": ".azure_transport",
-    "GeminiTransport": ".gemini_transport",
+    "GeminiTransport": ".gemini",
     "BedrockTransport": ".bedrock",
     "MockLLMTransport": ".mock",
     "MockReply": ".mock",

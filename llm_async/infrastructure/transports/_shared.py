@@ -42,6 +42,7 @@ __all__ = [
     "merge_turns",
     "reasoning_part",
     "reply_text",
+    "request_options",
     "tool_choice",
     "tool_delta",
     "unwrap_output",
@@ -107,6 +108,20 @@ def merge_turns(request: ChatRequest, *, label: str, provider: str, system_name:
         raise InvalidRequestError(f"{label} needs at least one user or assistant message",
                                   field="messages", provider=provider)
     return system, turns
+
+
+def request_options(request: ChatRequest, names: Mapping[str, str]) -> dict[str, Any]:
+    """The request's sampling options under the provider's names, in the order of ``names``
+    (``ours → theirs``); options not set are left out, ``stop`` goes as a list."""
+    out: dict[str, Any] = {}
+    for ours, theirs in names.items():
+        value = getattr(request, ours)
+        if ours == "stop":
+            if value:
+                out[theirs] = list(value)
+        elif value is not None:
+            out[theirs] = value
+    return out
 
 
 def json_object(text: str) -> dict[str, Any] | None:

@@ -1,21 +1,8 @@
-"""AWS Bedrock's Converse API transport (this path re-exports :mod:`.bedrock`, where the request
-encoder, the response and stream decoders, the exception mapping and the transport class
-live)."""
+"""AWS Bedrock's Converse API transport: this path re-exports the public names of
+:mod:`.bedrock`, the package that holds its request encoder, response and stream decoders and
+transport class."""
 
 from __future__ import annotations
 
-from .bedrock import (
-    EXCEPTION_ERRORS,
-    BedrockTransport,
-    EventStreamDecoder,
-    bedrock_usage,
-    stop_reason,
-)
-
-__all__ = [
-    "EXCEPTION_ERRORS",
-    "BedrockTransport",
-    "EventStreamDecoder",
-    "bedrock_usage",
-    "stop_reason",
-]
+from .bedrock import *  # noqa: F403
+from .bedrock import __all__ as __all__

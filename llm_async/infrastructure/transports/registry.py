@@ -120,7 +120,7 @@ for _spec in (
     # ID token provider given to the transport.
     ProviderSpec("azure", f"{_PACKAGE}.azure_transport:AzureOpenAITransport", "azure.ai.openai",
                  key_env="AZURE_OPENAI_API_KEY", base_url_env="AZURE_OPENAI_ENDPOINT"),
-    ProviderSpec("gemini", f"{_PACKAGE}.gemini_transport:GeminiTransport", "gcp.gemini",
+    ProviderSpec("gemini", f"{_PACKAGE}.gemini:GeminiTransport", "gcp.gemini",
                  key_env="GEMINI_API_KEY", base_url_env="GEMINI_BASE_URL",
                  default_base_url="https://generativelanguage.googleapis.com/v1beta"),
     # Bedrock signs with the AWS credential chain (a Bedrock API key is optional); its endpoint

@@ -25,12 +25,15 @@ from .._shared import (
     check_tool_name,
     json_object,
     merge_turns,
+    request_options,
     tool_choice,
 )
 
 __all__ = ["converse_body"]
 
 _LABEL = "Bedrock"
+_INFERENCE = {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP",
+              "stop": "stopSequences"}
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 
 
@@ -132,15 +135,7 @@ def converse_body(request: ChatRequest, provider: str) -> dict[str, Any]:
                                          for turn in turns]}
     if system:
         body["system"] = [{"text": text} for text in system]
-    config: dict[str, Any] = {}
-    if request.max_tokens is not None:
-        config["maxTokens"] = request.max_tokens
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    if request.stop:
-        config["stopSequences"] = list(request.stop)
+    config = request_options(request, _INFERENCE)
     if config:
         body["inferenceConfig"] = config
     tool_config = _tool_config(request, provider)
