@@ -163,6 +163,28 @@ def test_errors_pickle() -> None:
     assert type(again) is RateLimitError and again.retry_after == 2.0 and again.status == 429
 
 
+def test_every_error_class_pickles_and_loads_from_its_public_path() -> None:
+    import re
+
+    from llm_async import errors
+
+    classes = [getattr(errors, name) for name in errors.__all__
+               if isinstance(getattr(errors, name), type)
+               and issubclass(getattr(errors, name), errors.LLMError)]
+    assert len(classes) >= 30
+    for cls in classes:
+        err = cls("boom", provider="p", status=500)
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is cls and str(again) == str(err)
+        # A pickle that names every class and the rebuilder by the package path (as
+        # llm_async.errors.X) loads to the same error.
+        text = pickle.dumps(err, protocol=0)
+        public = re.sub(rb"cllm_async\.errors\.[a-z_]+\n", b"cllm_async.errors\n", text)
+        assert public != text and b"llm_async.errors." not in public
+        loaded = pickle.loads(public)
+        assert type(loaded) is cls and str(loaded) == str(err)
+
+
 @pytest.mark.parametrize(
     "fields",
     [
