@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -22,6 +22,7 @@ from ._wire import dumps
 __all__ = ["ControlEndpoints", "json_response"]
 
 _JSON = "application/json"
+T = TypeVar("T")
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -34,6 +35,21 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 def _control_error(message: str, status: int = 400) -> web.Response:
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
     return json_response({"error": error}, status)
+
+
+async def _items(request: web.Request, build: Callable[[Any], T],
+                 errors: tuple[type[Exception], ...]) -> list[T] | web.Response:
+    """The objects a control request's body describes (one JSON object or a list of them), or
+    the 400 answer saying what was wrong."""
+    try:
+        payload = json.loads(await request.read())
+    except ValueError:
+        return _control_error("body must be a JSON object (or a list of objects)")
+    items = payload if isinstance(payload, list) else [payload]
+    try:
+        return [build(item) for item in items]
+    except errors as exc:
+        return _control_error(str(exc))
 
 
 class ControlEndpoints:
@@ -58,15 +74,9 @@ class ControlEndpoints:
         router.add_get("/_mock/health", self._health)
 
     async def _add_faults(self, request: web.Request) -> web.StreamResponse:
-        try:
-            payload = json.loads(await request.read())
-        except ValueError:
-            return _control_error("body must be a JSON object (or a list of objects)")
-        items = payload if isinstance(payload, list) else [payload]
-        try:
-            faults = [Fault.from_dict(item) for item in items]
-        except ValueError as exc:
-            return _control_error(str(exc))
+        faults = await _items(request, Fault.from_dict, (ValueError,))
+        if isinstance(faults, web.Response):
+            return faults
         for fault in faults:
             self.state.faults.add(fault)
         return json_response({"added": len(faults), "pending": len(self.state.faults)})
@@ -82,15 +92,9 @@ class ControlEndpoints:
         return json_response({"cleared": self.state.faults.clear()})
 
     async def _add_scripts(self, request: web.Request) -> web.StreamResponse:
-        try:
-            payload = json.loads(await request.read())
-        except ValueError:
-            return _control_error("body must be a JSON object (or a list of objects)")
-        items = payload if isinstance(payload, list) else [payload]
-        try:
-            scripts = [Script.from_dict(item) for item in items]
-        except (ValueError, TypeError) as exc:
-            return _control_error(str(exc))
+        scripts = await _items(request, Script.from_dict, (ValueError, TypeError))
+        if isinstance(scripts, web.Response):
+            return scripts
         for script in scripts:
             self.state.scripts.add(script)
         return json_response({"added": len(scripts), "pending": len(self.state.scripts)})

@@ -11,13 +11,9 @@ batch endpoints (:mod:`llm_async.testing._batch`) and the ``/_mock/`` control en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import socket
-import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -29,14 +25,13 @@ from ._batch import BatchEndpoints
 from ._content import Script, enrich
 from ._control import ControlEndpoints
 from ._counters import BilledRequest, RateLimitWindow, RecordedRequest, redact
+from ._delivery import drop_connection, gzip_bomb, stream_reply
 from ._dialect import Dialect
-from ._faults import STREAM_LIMIT_BYTES, STREAM_LIMIT_SECONDS, Fault, stream_positions
+from ._faults import Fault
 from ._replies import ReplyGenerator
 from ._state import ServerState
 from ._wire import (
-    ChatRequest,
     ErrorInfo,
-    Reply,
     RequestError,
     ResponseContext,
     Usage,
@@ -352,7 +347,7 @@ class MockProviderServer:
             if fault.latency > 0:
                 await asyncio.sleep(fault.latency)
             if fault.reset:
-                _drop_connection(request, reset=True)
+                drop_connection(request, reset=True)
                 return web.Response(status=499)
             if fault.status is not None:
                 return self._fault_response(dialect, ctx, fault)
@@ -363,7 +358,7 @@ class MockProviderServer:
                 content_type = dialect.stream_content_type if route.stream else _JSON
                 headers = {**fault.headers, "Content-Type": content_type,
                            "Content-Encoding": "gzip"}
-                body = _gzip_bomb(fault.gzip_bomb, stream=route.stream)
+                body = gzip_bomb(fault.gzip_bomb, stream=route.stream)
                 return web.Response(body=body, headers=headers)
 
         if state.require_api_key is not None:
@@ -404,8 +399,9 @@ class MockProviderServer:
         if chat.stream:
             headers = self._headers(dialect, ctx, dialect.stream_content_type, tokens, fault)
             try:
-                return await self._stream(request, dialect, ctx, chat, reply, fault, headers,
-                                          billed)
+                return await stream_reply(request, dialect, ctx, chat, reply, fault, headers,
+                                          billed, token_delay=self.token_delay,
+                                          counters=self._state.counters)
             except ConnectionError:
                 billed.delivered = "client_gone"
                 raise
@@ -462,134 +458,3 @@ class MockProviderServer:
             data = dumps(body).encode()
         headers = self._headers(dialect, ctx, content_type, 0, fault)
         return web.Response(body=data, status=status, headers=headers)
-
-    async def _stream(
-        self,
-        request: web.Request,
-        dialect: Dialect,
-        ctx: ResponseContext,
-        chat: ChatRequest,
-        reply: Reply,
-        fault: Fault | None,
-        headers: dict[str, str],
-        billed: BilledRequest,
-    ) -> web.StreamResponse:
-        script = dialect.render_stream(ctx, chat, reply)
-        delay = self.token_delay
-        if fault is not None and fault.token_delay is not None:
-            delay = fault.token_delay
-        headers.setdefault("Cache-Control", "no-cache")
-        response = web.StreamResponse(status=200, headers=headers)
-        self._state.counters.streams += 1
-        await response.prepare(request)
-
-        if delay <= 0 and (fault is None or not fault.has_stream_effect):
-            await response.write(b"".join([*script.head, *script.body, *script.tail]))
-            await response.write_eof()
-            return response
-
-        body = script.body
-        count = len(body)
-        cut_at, malformed_at, error_at = stream_positions(fault, count)
-        keepalive_at = -1 if fault is None or fault.keepalive_after is None \
-            else min(fault.keepalive_after, count)
-        endless_at = -1 if fault is None or fault.endless_after is None \
-            else min(fault.endless_after, count)
-
-        await response.write(b"".join(script.head))
-        for index in range(count + 1):
-            if index == malformed_at:
-                await response.write(dialect.malformed_event(ctx, reply))
-            if index == cut_at:
-                if index:
-                    # Give the client time to read what was sent: aiohttp drops data still
-                    # buffered when the connection breaks, which would make cuts race the reader.
-                    await asyncio.sleep(_CUT_GRACE)
-                billed.delivered = "cut"
-                _drop_connection(request, reset=False)
-                return response
-            if index == error_at:
-                assert fault is not None
-                await response.write(dialect.stream_error_event(ctx, reply, fault.error_body))
-                await response.write_eof()
-                return response
-            if index == keepalive_at:
-                assert fault is not None
-                await _keep_alive_only(response, dialect.keepalive_event(),
-                                       fault.keepalive_interval)
-                return response
-            if index == endless_at:
-                await _endless(response, body or [dialect.keepalive_event()])
-                return response
-            if index == count:
-                break
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await response.write(body[index])
-        await response.write(b"".join(script.tail))
-        await response.write_eof()
-        return response
-
-
-_CUT_GRACE = 0.02
-
-
-async def _keep_alive_only(response: web.StreamResponse, event: bytes, interval: float) -> None:
-    """Send nothing but keep-alives until the client hangs up (or the time limit passes)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + STREAM_LIMIT_SECONDS
-    while loop.time() < end:
-        await response.write(event)
-        await asyncio.sleep(interval)
-    await response.write_eof()
-
-
-async def _endless(response: web.StreamResponse, events: list[bytes]) -> None:
-    """Repeat ``events`` until the client hangs up (or the byte limit passes)."""
-    block = b"".join(events)
-    while len(block) < 16384:
-        block += block
-    sent = 0
-    while sent < STREAM_LIMIT_BYTES:
-        await response.write(block)
-        sent += len(block)
-    await response.write_eof()
-
-
-_bombs: dict[tuple[int, bool], bytes] = {}
-
-
-def _gzip_bomb(size: int, *, stream: bool) -> bytes:
-    """A gzip stream that inflates to ``size`` bytes: zeros, or SSE comment lines for a stream
-    (built a MiB at a time and remembered, so it costs a few KiB per MiB of output)."""
-    key = (size, stream)
-    bomb = _bombs.get(key)
-    if bomb is None:
-        line = b": " + b"z" * 1021 + b"\n"
-        block = line * 1024 if stream else bytes(1 << 20)
-        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-        parts = []
-        left = size
-        while left > 0:
-            piece = block if left >= len(block) else block[:left]
-            parts.append(compressor.compress(piece))
-            left -= len(piece)
-        parts.append(compressor.flush())
-        bomb = _bombs[key] = b"".join(parts)
-    return bomb
-
-
-def _drop_connection(request: web.Request, *, reset: bool) -> None:
-    """Close the request's connection: with a TCP RST (``reset``) or after flushing what was
-    already written (FIN), without completing the HTTP message either way."""
-    transport = request.transport
-    if transport is None:
-        return
-    if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    else:
-        transport.close()

@@ -42,6 +42,7 @@ from .._wire import (
     count_tokens,
     dumps,
 )
+from ._common import fragments
 
 __all__ = [
     "EXCEPTIONS",
@@ -67,7 +68,6 @@ _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 _CHOICES = {"auto": "auto", "any": "required", "tool": "named"}
 _BLOCK_KINDS = frozenset({"text", "image", "document", "video", "toolUse", "toolResult",
                           "cachePoint", "reasoningContent", "guardContent"})
-_TOOL_ARGUMENT_FRAGMENTS = 4
 _LATENCY_MS = 42
 _ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 
@@ -215,11 +215,6 @@ def parse_converse_request(body: Any, route: Route) -> BedrockRequest:
     )
 
 
-def _fragments(text: str, parts: int) -> list[str]:
-    size = -(-len(text) // parts) if text else 1
-    return [text[i:i + size] for i in range(0, len(text), size)]
-
-
 class BedrockDialect(Dialect):
     """Bedrock Runtime Converse / ConverseStream."""
 
@@ -316,7 +311,7 @@ class BedrockDialect(Dialect):
                 "start": {"toolUse": {"toolUseId": self._tool_id(reply), "name": call.name}}}))
             body = [_event("contentBlockDelta", {"contentBlockIndex": 0,
                                                  "delta": {"toolUse": {"input": piece}}})
-                    for piece in _fragments(call.arguments, _TOOL_ARGUMENT_FRAGMENTS)]
+                    for piece in fragments(call.arguments)]
         else:
             body = [_event("contentBlockDelta", {"contentBlockIndex": 0,
                                                  "delta": {"text": piece}})

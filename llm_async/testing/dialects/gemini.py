@@ -37,6 +37,7 @@ from .._wire import (
     count_tokens,
     dumps,
 )
+from ._common import inner_error
 
 __all__ = ["MODELS", "STATUS_NAMES", "GeminiDialect", "GeminiRequest", "thought_text"]
 
@@ -305,13 +306,7 @@ class GeminiDialect(Dialect):
     ) -> bytes:
         """``data: {"error": {...}}`` (``INTERNAL`` by default; ``error`` may be the inner
         object or the whole event)."""
-        if error is None:
-            inner: Any = _STREAM_ERROR_DEFAULT
-        elif isinstance(error.get("error"), Mapping):
-            inner = error["error"]
-        else:
-            inner = error
-        return _event({"error": inner})
+        return _event({"error": inner_error(error, _STREAM_ERROR_DEFAULT)})
 
     def malformed_event(self, ctx: ResponseContext, reply: Reply) -> bytes:
         """An event whose JSON is cut in the middle."""

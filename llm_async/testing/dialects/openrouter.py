@@ -32,6 +32,7 @@ from .._wire import (
     Usage,
     dumps,
 )
+from ._common import inner_error
 from .openai import MODELS as OPENAI_MODELS, OpenAIDialect, reasoning_tokens, usage_payload
 
 __all__ = ["COMPLETION_PRICE", "PROMPT_PRICE", "OpenRouterDialect", "cost"]
@@ -162,12 +163,7 @@ class OpenRouterDialect(OpenAIDialect):
         self, ctx: ResponseContext, reply: Reply, error: dict[str, Any] | None
     ) -> bytes:
         """A chunk with an ``error`` object and ``finish_reason: "error"``."""
-        if error is None:
-            inner: Any = _STREAM_ERROR_DEFAULT
-        elif isinstance(error.get("error"), Mapping):
-            inner = error["error"]
-        else:
-            inner = error
+        inner = inner_error(error, _STREAM_ERROR_DEFAULT)
         payload = {
             "id": ctx.response_id,
             "object": "chat.completion.chunk",
