@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from .base import (
     LLMError,
-    _rebuild_error as _rebuild_error,  # pickles made by earlier versions name it here
+    _rebuild_error as _rebuild_error,  # so pickles naming llm_async.errors._rebuild_error load
     redact_value,
     rewrite_error_text,
 )
