@@ -18,8 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 # The library logs on "llm_async" and its children; the application decides where that goes.
 logging.getLogger("llm_async").addHandler(logging.NullHandler())

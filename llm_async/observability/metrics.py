@@ -99,7 +99,7 @@ _METER_NAME = INSTRUMENTATION
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -116,7 +116,7 @@ def tracer_for(provider: TracerProvider | None) -> Tracer | None:
     cached = _tracers.get(id(provider))
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from .. import __version__
+    from .._version import __version__
 
     tracer = provider.get_tracer(INSTRUMENTATION, __version__)
     if len(_tracers) > 64:

@@ -54,7 +54,7 @@ ALWAYS_LAZY = (
 )
 
 #: What ``import llm_async`` may load from the package.
-BARE_MODULES = {"llm_async", "llm_async._lazy"}
+BARE_MODULES = {"llm_async", "llm_async._lazy", "llm_async._version"}
 
 #: What a bare ``from llm_async import <core names>`` may load from the package.
 CORE_MODULES = {

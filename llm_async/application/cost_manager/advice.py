@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ...types import Usage
 from .money import ZERO, from_nano, quantize
 from .records import Counter, Recommendation, UsageRecord
 
 if TYPE_CHECKING:
-    from .manager import CostManager
+    from .catalogue import PricingCatalog
+    from .ledger import Ledger
 
-__all__ = ["recommend"]
+__all__ = ["CostBooks", "recommend"]
+
+
+class CostBooks(Protocol):
+    """What advice reads: the ledger and the price list (a
+    :class:`~llm_async.application.cost_manager.CostManager` is one)."""
+
+    @property
+    def backend(self) -> Ledger: ...
+
+    @property
+    def pricing(self) -> PricingCatalog: ...
 
 
 def _times(n: int) -> str:
@@ -24,7 +36,7 @@ def _calls(n: int) -> str:
 
 
 def recommend(
-    manager: CostManager,
+    manager: CostBooks,
     *,
     min_share: float = 0.3,
     min_prefix_tokens: int = 1024,
@@ -112,7 +124,7 @@ def recommend(
     recs.sort(key=lambda r: r.estimated_saving, reverse=True)
     return recs
 
-def _repeats(manager: CostManager, records: Sequence[UsageRecord],
+def _repeats(manager: CostBooks, records: Sequence[UsageRecord],
          min_prefix_tokens: int) -> list[Recommendation]:
     recs: list[Recommendation] = []
     by_prompt: dict[str, list[UsageRecord]] = {}
