@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ...context import CallContext
+from ...context import Attempt, CallContext
 from ...errors import LLMError, StreamError
 from ...types import (
     ChatChunk,
@@ -125,13 +125,19 @@ class MockLLMTransport:
                 reason = "length"
         return text, reason
 
-    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+    async def _begin(self, request: ChatRequest,
+                     ctx: CallContext) -> tuple[Attempt, MockReply, float]:
+        """Record the attempt as sent, take the next reply and wait its latency."""
         attempt = ctx.begin_attempt(self.provider, request.model)
         attempt.sent = True
         reply = self._next(request)
         delay = reply.latency or self.latency
         if delay:
             await asyncio.sleep(delay)
+        return attempt, reply, delay
+
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        attempt, reply, delay = await self._begin(request, ctx)
         if reply.error is not None:
             raise reply.error
         text, reason = self._text(request, reply)
@@ -150,12 +156,7 @@ class MockLLMTransport:
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
-        attempt = ctx.begin_attempt(self.provider, request.model)
-        attempt.sent = True
-        reply = self._next(request)
-        delay = reply.latency or self.latency
-        if delay:
-            await asyncio.sleep(delay)
+        attempt, reply, _ = await self._begin(request, ctx)
         text, reason = self._text(request, reply)
         rid = f"mock-{next(self._ids)}"
         model = self.model or request.model
