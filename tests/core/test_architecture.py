@@ -55,10 +55,6 @@ KNOWN_TYPE_CHECKING_CYCLES: frozenset[frozenset[str]] = frozenset({
     # The pipeline and chat_many annotate their argument with the client's class.
     frozenset({"llm_async.client", "llm_async.pipeline",
                "llm_async.optimization.batching.many"}),
-    # A transport's stream parser annotates its transport.
-    *(frozenset({f"llm_async.infrastructure.transports.{name}.stream",
-                 f"llm_async.infrastructure.transports.{name}.transport"})
-      for name in ("anthropic", "bedrock", "gemini")),
 })
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .... import _json
-from ....errors import ProtocolError
+from ....errors import LLMError, ProtocolError
 from ....structured import output_schema
 from ....types import ChatChunk, ChatRequest, Citation, TextPart
 from ...sse import SSEEvent
@@ -30,10 +30,18 @@ from .decode import (
     with_interleaved_tools,
 )
 
-if TYPE_CHECKING:
-    from .transport import AnthropicTransport
-
 __all__ = ["AnthropicStreamParser"]
+
+
+class ErrorSource(Protocol):
+    """What the parser needs of its transport: the provider's name and the typed error of an
+    ``error`` event."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def stream_error(self, error: Any, headers: Mapping[str, str] | None = None) -> LLMError: ...
+
 
 
 def _opt_str(value: Any) -> str | None:
@@ -82,7 +90,7 @@ class AnthropicStreamParser:
     __slots__ = ("_blocks", "_details", "_extras", "_spec", "_stop", "_tools", "_usage", "done",
                  "id", "model", "request", "transport")
 
-    def __init__(self, transport: AnthropicTransport, request: ChatRequest) -> None:
+    def __init__(self, transport: ErrorSource, request: ChatRequest) -> None:
         self.transport = transport
         self.request = request
         self.done = False

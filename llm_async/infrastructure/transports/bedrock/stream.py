@@ -8,10 +8,10 @@ events into chunks.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .... import _json
-from ....errors import ConfigurationError, ProtocolError, ResponseTooLargeError
+from ....errors import ConfigurationError, LLMError, ProtocolError, ResponseTooLargeError
 from ....structured import output_schema
 from ....types import ChatChunk, ChatRequest, ReasoningPart, TextPart
 from ...sse import SSEEvent
@@ -19,10 +19,18 @@ from .._shared import event_object, tool_delta, unwrap_output
 from .decode import bedrock_usage, refusal, stop_reason
 from .errors import exception_name
 
-if TYPE_CHECKING:
-    from .transport import BedrockTransport
-
 __all__ = ["BedrockStreamParser", "EventStreamDecoder"]
+
+
+class ErrorSource(Protocol):
+    """What the parser needs of its transport: the provider's name and the typed error of an
+    exception event."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def exception_error(self, name: str | None, body: Any, *, status: int | None = None,
+                        headers: Mapping[str, str] | None = None) -> LLMError: ...
 
 
 class EventStreamDecoder:
@@ -89,7 +97,7 @@ class BedrockStreamParser:
     __slots__ = ("_buffer", "_kinds", "_reasoning", "_spec", "_stop", "_texts", "_tools",
                  "done", "request", "transport")
 
-    def __init__(self, transport: BedrockTransport, request: ChatRequest) -> None:
+    def __init__(self, transport: ErrorSource, request: ChatRequest) -> None:
         self.transport = transport
         self.request = request
         self.done = False

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ....errors import ProtocolError
+from ....errors import LLMError, ProtocolError
 from ....types import ChatChunk, Usage
 from ...sse import SSEEvent
 from .._shared import event_object, tool_delta
@@ -19,10 +19,17 @@ from .decode import (
     tool_call,
 )
 
-if TYPE_CHECKING:
-    from .transport import GeminiTransport
-
 __all__ = ["GeminiStreamParser"]
+
+
+class ErrorSource(Protocol):
+    """What the parser needs of its transport: the provider's name and the typed error of an
+    error event."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def error_event(self, data: Mapping[str, Any]) -> LLMError: ...
 
 
 class GeminiStreamParser:
@@ -36,7 +43,7 @@ class GeminiStreamParser:
 
     __slots__ = ("_calls", "_parts", "done", "id", "model", "transport")
 
-    def __init__(self, transport: GeminiTransport) -> None:
+    def __init__(self, transport: ErrorSource) -> None:
         self.transport = transport
         self.done = False
         self.id: str | None = None
