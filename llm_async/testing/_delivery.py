@@ -1,6 +1,6 @@
-"""How the embedded server delivers an answer: a stream with its fault effects (delays, a
-garbled event, an in-stream error, a cut, keep-alives only, an endless body), a gzip bomb, and
-a dropped connection."""
+"""How the embedded server delivers an answer: its headers, an error or fault answer, a stream
+with its fault effects (delays, a garbled event, an in-stream error, a cut, keep-alives only, an
+endless body), a gzip bomb, and a dropped connection."""
 
 from __future__ import annotations
 
@@ -12,12 +12,29 @@ import zlib
 
 from aiohttp import web
 
-from ._counters import BilledRequest, Counters
+from ._counters import BilledRequest, Counters, RateLimitWindow
 from ._dialect import Dialect
 from ._faults import STREAM_LIMIT_BYTES, STREAM_LIMIT_SECONDS, Fault, stream_positions
-from ._wire import ChatRequest, Reply, ResponseContext
+from ._wire import (
+    ChatRequest,
+    ErrorInfo,
+    Reply,
+    ResponseContext,
+    default_error,
+    dumps,
+    format_seconds,
+)
 
-__all__ = ["drop_connection", "gzip_bomb", "stream_reply"]
+__all__ = [
+    "answer_headers",
+    "drop_connection",
+    "error_response",
+    "fault_response",
+    "gzip_bomb",
+    "stream_reply",
+]
+
+_JSON = "application/json"
 
 
 async def stream_reply(
@@ -155,3 +172,50 @@ def drop_connection(request: web.Request, *, reset: bool) -> None:
         transport.abort()
     else:
         transport.close()
+
+
+def answer_headers(dialect: Dialect, ctx: ResponseContext, content_type: str, tokens: int,
+                   fault: Fault | None, window: RateLimitWindow | None) -> dict[str, str]:
+    """The headers of an answer: request id, content type, the rate-limit headers of ``window``
+    (the answer's ``tokens`` recorded in it) and the fault's own headers."""
+    headers = {dialect.request_id_header: ctx.request_id, "Content-Type": content_type}
+    if window is not None:
+        headers.update(dialect.rate_limit_headers(window.record(tokens)))
+    if fault is not None:
+        if fault.retry_after is not None:
+            headers["Retry-After"] = format_seconds(fault.retry_after)
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = format_seconds(fault.retry_after_ms)
+        headers.update(fault.headers)
+    return headers
+
+
+def error_response(dialect: Dialect, ctx: ResponseContext, status: int, info: ErrorInfo,
+                   param: str | None = None, *, fault: Fault | None = None,
+                   window: RateLimitWindow | None = None) -> web.Response:
+    """The dialect's error answer for ``status``."""
+    headers = answer_headers(dialect, ctx, _JSON, 0, fault, window)
+    for name, value in dialect.error_headers(status, info).items():
+        headers.setdefault(name, value)
+    body = dumps(dialect.error_payload(status, info, param)).encode()
+    return web.Response(body=body, status=status, headers=headers)
+
+
+def fault_response(dialect: Dialect, ctx: ResponseContext, fault: Fault,
+                   window: RateLimitWindow | None) -> web.Response:
+    """The answer of a fault with an error status: its body as given, else the dialect's
+    error for that status."""
+    status = fault.status
+    assert status is not None
+    body = fault.body
+    if body is None:
+        info = default_error(status, ctx.model or None)
+        return error_response(dialect, ctx, status, info, fault=fault, window=window)
+    if isinstance(body, str):
+        content_type = "text/html" if body.lstrip().startswith("<") else "text/plain"
+        data = body.encode()
+    else:
+        content_type = _JSON
+        data = dumps(body).encode()
+    headers = answer_headers(dialect, ctx, content_type, 0, fault, window)
+    return web.Response(body=data, status=status, headers=headers)

@@ -25,7 +25,14 @@ from ._batch import BatchEndpoints
 from ._content import Script, enrich
 from ._control import ControlEndpoints
 from ._counters import BilledRequest, RateLimitWindow, RecordedRequest, redact
-from ._delivery import drop_connection, gzip_bomb, stream_reply
+from ._delivery import (
+    answer_headers,
+    drop_connection,
+    error_response,
+    fault_response,
+    gzip_bomb,
+    stream_reply,
+)
 from ._dialect import Dialect
 from ._faults import Fault
 from ._replies import ReplyGenerator
@@ -35,9 +42,6 @@ from ._wire import (
     RequestError,
     ResponseContext,
     Usage,
-    default_error,
-    dumps,
-    format_seconds,
 )
 from .dialects import DIALECTS
 
@@ -350,7 +354,7 @@ class MockProviderServer:
                 drop_connection(request, reset=True)
                 return web.Response(status=499)
             if fault.status is not None:
-                return self._fault_response(dialect, ctx, fault)
+                return fault_response(dialect, ctx, fault, self._window)
             if fault.redirect is not None:
                 headers = {**fault.headers, "Location": fault.redirect}
                 return web.Response(status=307, headers=headers)
@@ -370,7 +374,7 @@ class MockProviderServer:
                     else "Incorrect API key provided."
                 )
                 info = ErrorInfo(message, "authentication_error", "invalid_api_key")
-                return self._error_response(dialect, ctx, 401, info, fault=fault)
+                return error_response(dialect, ctx, 401, info, fault=fault, window=self._window)
 
         try:
             if not valid_json:
@@ -383,7 +387,8 @@ class MockProviderServer:
             reply = enrich(reply, chat, script, state.seed)
         except RequestError as exc:
             info = ErrorInfo(exc.message, exc.error_type, exc.code)
-            return self._error_response(dialect, ctx, exc.status, info, exc.param, fault=fault)
+            return error_response(dialect, ctx, exc.status, info, exc.param, fault=fault,
+                                  window=self._window)
 
         # Billed as a provider bills: the reply was generated, whatever happens to its delivery.
         real = reply.usage
@@ -397,7 +402,8 @@ class MockProviderServer:
         ctx.response_id = dialect.response_id(ctx, reply)
         tokens = real.total_tokens
         if chat.stream:
-            headers = self._headers(dialect, ctx, dialect.stream_content_type, tokens, fault)
+            headers = answer_headers(dialect, ctx, dialect.stream_content_type, tokens, fault,
+                                     self._window)
             try:
                 return await stream_reply(request, dialect, ctx, chat, reply, fault, headers,
                                           billed, token_delay=self.token_delay,
@@ -405,56 +411,10 @@ class MockProviderServer:
             except ConnectionError:
                 billed.delivered = "client_gone"
                 raise
-        headers = self._headers(dialect, ctx, _JSON, tokens, fault)
+        headers = answer_headers(dialect, ctx, _JSON, tokens, fault, self._window)
         return web.Response(body=dialect.render_response(ctx, chat, reply), headers=headers)
 
-    def _headers(
-        self,
-        dialect: Dialect,
-        ctx: ResponseContext,
-        content_type: str,
-        tokens: int,
-        fault: Fault | None,
-    ) -> dict[str, str]:
-        headers = {dialect.request_id_header: ctx.request_id, "Content-Type": content_type}
-        if self.rate_limit_headers:
-            headers.update(dialect.rate_limit_headers(self._state.rate_window.record(tokens)))
-        if fault is not None:
-            if fault.retry_after is not None:
-                headers["Retry-After"] = format_seconds(fault.retry_after)
-            if fault.retry_after_ms is not None:
-                headers["retry-after-ms"] = format_seconds(fault.retry_after_ms)
-            headers.update(fault.headers)
-        return headers
-
-    def _error_response(
-        self,
-        dialect: Dialect,
-        ctx: ResponseContext,
-        status: int,
-        info: ErrorInfo,
-        param: str | None = None,
-        *,
-        fault: Fault | None = None,
-    ) -> web.Response:
-        headers = self._headers(dialect, ctx, _JSON, 0, fault)
-        for name, value in dialect.error_headers(status, info).items():
-            headers.setdefault(name, value)
-        body = dumps(dialect.error_payload(status, info, param)).encode()
-        return web.Response(body=body, status=status, headers=headers)
-
-    def _fault_response(self, dialect: Dialect, ctx: ResponseContext, fault: Fault) -> web.Response:
-        status = fault.status
-        assert status is not None
-        body = fault.body
-        if body is None:
-            info = default_error(status, ctx.model or None)
-            return self._error_response(dialect, ctx, status, info, fault=fault)
-        if isinstance(body, str):
-            content_type = "text/html" if body.lstrip().startswith("<") else "text/plain"
-            data = body.encode()
-        else:
-            content_type = _JSON
-            data = dumps(body).encode()
-        headers = self._headers(dialect, ctx, content_type, 0, fault)
-        return web.Response(body=data, status=status, headers=headers)
+    @property
+    def _window(self) -> RateLimitWindow | None:
+        """The rate-limit window whose headers answers carry, when the server sends them."""
+        return self._state.rate_window if self.rate_limit_headers else None
