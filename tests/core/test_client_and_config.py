@@ -99,7 +99,7 @@ async def test_mock_transport_scripting() -> None:
     assert transport.closed
 
 
-async def test_seed_style_transport_call() -> None:
+async def test_design_document_style_transport_call() -> None:
     transport = MockLLMTransport(default_response="Test response")
     response = await transport.achat_completion(
         messages=[{"role": "user", "content": "Hello"}], model="mock-model")

@@ -1,5 +1,5 @@
-"""CostManager without the pipeline: the seed's examples, records, metrics, budgets and their
-periods, soft-limit events, forecasts, recommendations, and the environment budgets."""
+"""CostManager without the pipeline: the design document's examples, records, metrics, budgets
+and their periods, soft-limit events, forecasts, recommendations, and the environment budgets."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def fresh_global(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     set_cost_manager(previous)
 
 
-def test_seed_example_runs_as_written(fresh_global: None,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_design_document_example_runs_as_written(
+        fresh_global: None, capsys: pytest.CaptureFixture[str]) -> None:
     from llm_async.application.cost_manager import BudgetConfig, BudgetPeriod, get_cost_manager
 
     manager = get_cost_manager()

@@ -81,6 +81,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 @pytest.fixture
 def mock_env(clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """``LLM_FORCE_MOCK=1``: the seed's examples run with no API key."""
+    """``LLM_FORCE_MOCK=1``: the design document's examples run with no API key."""
     clean_env.setenv("LLM_FORCE_MOCK", "1")
     return clean_env

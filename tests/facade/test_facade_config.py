@@ -1,5 +1,6 @@
-"""Configuration of the facade: every environment variable of the seed is validated at start-up,
-keys are never printed, programmatic configuration wins, LLM_FORCE_MOCK=1 wins over all."""
+"""Configuration of the facade: every environment variable of the design document is validated
+at start-up, keys are never printed, programmatic configuration wins, LLM_FORCE_MOCK=1 wins over
+all."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from llm_async.facade import LLMClientService, get_llm_client_service, invoke_ch
 KEY = "sk-config-secret-key-0123456789"
 HELLO = [{"role": "user", "content": "Hello"}]
 
-SEED_VARIABLES = {
+DOCUMENTED_VARIABLES = {
     "LLM_PROVIDER": ("mock", "provider", "mock"),
     "LLM_FORCE_MOCK": ("0", "force_mock", False),
     "LLM_DAILY_BUDGET": ("100.0", "daily_budget", 100.0),
@@ -28,11 +29,11 @@ SEED_VARIABLES = {
 }
 
 
-def test_the_seeds_configuration_block_is_read(clean_env: pytest.MonkeyPatch) -> None:
-    for name, (text, _, _) in SEED_VARIABLES.items():
+def test_the_documented_configuration_block_is_read(clean_env: pytest.MonkeyPatch) -> None:
+    for name, (text, _, _) in DOCUMENTED_VARIABLES.items():
         clean_env.setenv(name, text)
     with LLMClientService() as service:
-        for name, (_, field, value) in SEED_VARIABLES.items():
+        for name, (_, field, value) in DOCUMENTED_VARIABLES.items():
             assert getattr(service.settings, field) == value, name
         assert service.provider == "mock"
 

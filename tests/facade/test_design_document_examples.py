@@ -1,5 +1,5 @@
-"""The seed's facade examples, as written — only ``app.ai`` became ``llm_async`` — and the status
-methods its dashboard example reads, checked against real activity."""
+"""The design document's facade examples, as written — only ``app.ai`` became ``llm_async`` —
+and the status methods its dashboard example reads, checked against real activity."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from llm_async.testing import Fault
 if TYPE_CHECKING:
     from conftest import ThreadedServer
 
-KEY = "sk-seed-example-key-0123456789"
+KEY = "sk-design-example-key-0123456789"
 
 
 def test_facade_pattern_example(mock_env: pytest.MonkeyPatch) -> None:
-    # -- the seed, "Facade Pattern" ----------------------------------------------------------
+    # -- the design document, "Facade Pattern" -----------------------------------------------
     from llm_async.facade import get_llm_client_service
 
     client = get_llm_client_service()
@@ -31,7 +31,7 @@ def test_facade_pattern_example(mock_env: pytest.MonkeyPatch) -> None:
 
 
 def test_migration_guide_example(mock_env: pytest.MonkeyPatch) -> None:
-    # -- the seed, "Migration Guide", After --------------------------------------------------
+    # -- the design document, "Migration Guide", After ---------------------------------------
     from llm_async.facade import invoke_chat
 
     response = invoke_chat(
@@ -43,7 +43,7 @@ def test_migration_guide_example(mock_env: pytest.MonkeyPatch) -> None:
 
 
 def test_programmatic_configuration_example(mock_env: pytest.MonkeyPatch) -> None:
-    # -- the seed, "Programmatic Configuration" ----------------------------------------------
+    # -- the design document, "Programmatic Configuration" -----------------------------------
     from llm_async.application.circuit_breaker import CircuitBreakerConfig
     from llm_async.application.retry_strategy import RetryConfig
     from llm_async.facade import LLMClientService
@@ -76,7 +76,7 @@ def test_programmatic_configuration_example(mock_env: pytest.MonkeyPatch) -> Non
 
 def test_dashboard_example(mock_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
                            ) -> None:
-    # -- the seed, "Dashboard Example" -------------------------------------------------------
+    # -- the design document, "Dashboard Example" --------------------------------------------
     from llm_async.facade import get_llm_client_service
 
     client = get_llm_client_service()
@@ -95,7 +95,7 @@ def test_dashboard_example(mock_env: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 
 def test_environment_configuration_reaches_the_layers(clean_env: pytest.MonkeyPatch) -> None:
-    """The seed's "Environment Variables" block, read by get_llm_client_service()."""
+    """The design document's "Environment Variables" block, read by get_llm_client_service()."""
     for name, value in {
         "LLM_PROVIDER": "mock",
         "LLM_FORCE_MOCK": "0",
@@ -247,7 +247,7 @@ def test_the_provider_is_the_one_whose_key_is_set(threaded_server: ThreadedServe
 
     for name in keys:
         clean_env.setenv(_KEYS[name], KEY)
-    if keys == ["openrouter"]:  # the seed's setup: nothing but OpenRouter's key
+    if keys == ["openrouter"]:  # the design document's setup: nothing but OpenRouter's key
         clean_env.setenv("OPENROUTER_BASE_URL", threaded_server.server.openrouter_base_url)
     else:
         _point_at(threaded_server, clean_env)
