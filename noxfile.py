@@ -92,3 +92,11 @@ def soak(session: nox.Session) -> None:
     """The 20,000-call memory soak."""
     _install(session, "test")
     session.run("python", "benchmarks/soak.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests_under_load(session: nox.Session) -> None:
+    """The whole suite several times in a row next to a CPU-bound process; fails on the first
+    failing round. ``nox -s tests_under_load -- --rounds 3 --burners 1 [-- pytest args]``."""
+    _install(session, "test")
+    session.run("python", "tests/under_load.py", *(session.posargs or ["--rounds", "3"]))

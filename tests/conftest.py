@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -13,6 +14,12 @@ import pytest
 
 from llm_async import AsyncLLMClient, FakeClock
 from llm_async.testing import MockProviderServer
+
+# A background job of a non-interactive shell starts with SIGINT ignored, and an ignored signal
+# stays ignored in every child: the tests that interrupt a child process (Ctrl-C) would wait
+# for nothing. A Python-level handler here is reset to the default in every child it starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,7 @@ from llm_async.infrastructure.ledger_redis import RedisLedger
 from llm_async.infrastructure.ledger_sqlite import SQLiteLedger
 
 NANO = Decimal("1e-9")
+HANG = 120.0  # a hang guard, never reached when the code is right
 
 
 class Clock:
@@ -92,7 +94,7 @@ async def test_waiting_is_bounded_and_cancellable() -> None:
     with pytest.raises(asyncio.CancelledError):
         await blocked
     # The cancelled head left the queue and woke the next one, which fits.
-    reservation = await asyncio.wait_for(behind, 5)
+    reservation = await asyncio.wait_for(behind, HANG)
     assert reservation is not None and not m._queue
     m.release(reservation)
     m.release(held)
@@ -163,3 +165,56 @@ def test_a_killed_workers_hold_ends_within_its_lease(kind: str, tmp_path: Path,
     later.reset()
     observer.close()
     later.close()
+
+
+class GatedLedger(SQLiteLedger):
+    """A SQLite ledger whose ``reserve`` and ``commit`` wait for the test's go-ahead (in the
+    ledger's worker thread), so a cancellation can be made to land while one is running."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered = {"reserve": threading.Event(), "commit": threading.Event()}
+        self.go = {"reserve": threading.Event(), "commit": threading.Event()}
+
+    def _gate(self, name: str) -> None:
+        self.entered[name].set()
+        assert self.go[name].wait(HANG), "the test never let the ledger go on"
+
+    def reserve(self, hold: Any, now: float) -> Any:
+        self._gate("reserve")
+        return super().reserve(hold, now)
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self._gate("commit")
+        return super().commit(*args, **kwargs)
+
+
+@pytest.mark.parametrize("step", ["reserve", "commit"])
+async def test_a_call_cancelled_during_a_ledger_write_ends_with_the_ledger_settled(
+        step: str, tmp_path: Path) -> None:
+    """A caller cancelled while its reservation (or its bill) is being written waits for that
+    write: once the cancelled call has ended, nothing is held, and a bill is recorded."""
+    ledger = GatedLedger(tmp_path / "gated.db")
+    m = CostManager(backend=ledger)
+    m.set_budget("hard", BudgetConfig(limit=Decimal("0.001"), period=BudgetPeriod.TOTAL))
+    if step == "commit":
+        ledger.go["reserve"].set()
+        reservation = await m.areserve(500, model="gpt-4o")
+        call = asyncio.create_task(
+            m.arecord(m.build_record("gpt-4o", cost=Decimal(300) * NANO), reservation))
+    else:
+        call = asyncio.create_task(m.areserve(500, model="gpt-4o"))
+    try:
+        assert await asyncio.to_thread(ledger.entered[step].wait, HANG)
+        call.cancel()
+        for _ in range(5):  # the cancellation is delivered; the call must still be waiting
+            await asyncio.sleep(0)
+        assert not call.done()
+    finally:
+        ledger.go[step].set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    status = m.get_budget_status("hard")
+    assert status.reserved == 0
+    assert status.spent == (Decimal(300) * NANO if step == "commit" else 0)
+    m.close()

@@ -71,12 +71,19 @@ class Admission(BudgetBook):
         return invoke(fn, *args)
 
     async def _call_shielded(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` to completion even if the caller is cancelled meanwhile."""
+        """Run ``fn`` to completion even if the caller is cancelled meanwhile; a cancelled
+        caller waits for it before the cancellation goes on, so the ledger is settled once
+        the call has ended."""
         if not self.backend.blocking:
             return invoke(fn, *args)
         task = asyncio.ensure_future(asyncio.to_thread(invoke, fn, *args))
         task.add_done_callback(log_task_error)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # A second cancellation ends this wait early; the write still runs to its end.
+            await asyncio.wait((task,))
+            raise
 
 
     # -- reservations --------------------------------------------------------------------
@@ -180,12 +187,31 @@ class Admission(BudgetBook):
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            # The caller is gone: undo the reservation once the ledger has made it.
-            task.add_done_callback(lambda t: self._undo(hold.id, t))
+            # The caller is gone: undo the reservation once the ledger has made it, before
+            # the cancellation goes on, so nothing is held once the call has ended.
+            await self._undo_when_made(hold.id, task)
             raise
 
+    async def _undo_when_made(self, rid: str, task: asyncio.Future[ReserveResult]) -> None:
+        undo: asyncio.Future[None] | None = None
+        try:
+            await asyncio.wait((task,))
+            if self._made(task):
+                undo = asyncio.ensure_future(asyncio.to_thread(invoke, self.backend.release,
+                                                               rid))
+                undo.add_done_callback(log_task_error)
+                await asyncio.wait((undo,))
+        except asyncio.CancelledError:
+            # Cancelled again while waiting: the undo still happens, in the background.
+            if undo is None:
+                task.add_done_callback(lambda t: self._undo(rid, t))
+
+    @staticmethod
+    def _made(task: asyncio.Future[ReserveResult]) -> bool:
+        return not task.cancelled() and task.exception() is None and task.result().ok
+
     def _undo(self, rid: str, task: asyncio.Future[ReserveResult]) -> None:
-        if task.cancelled() or task.exception() is not None or not task.result().ok:
+        if not self._made(task):
             return
         undo = asyncio.ensure_future(asyncio.to_thread(invoke, self.backend.release, rid))
         undo.add_done_callback(log_task_error)
