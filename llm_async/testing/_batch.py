@@ -17,10 +17,15 @@ Faults queued on the server apply to batch lines too (matched by model, with the
 ``/v1/chat/completions`` or ``/v1/messages`` and ``stream=False``); a fault with a ``status``
 turns the line into an error result. Batch lines are not counted in ``server.request_count``;
 :attr:`BatchEndpoints.lines_processed` counts them.
+
+A fault whose ``path`` names a batch or file endpoint (it contains ``/batches`` or ``/files``)
+applies to that endpoint's own HTTP answer instead: ``redirect``, ``gzip_bomb``, ``reset``,
+``latency``, or ``status`` with an optional ``body`` (a large ``body`` makes an oversize answer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -31,6 +36,8 @@ from typing import Any
 from aiohttp import web
 
 from ._dialect import Dialect
+from ._delivery import drop_connection, gzip_bomb
+from ._faults import Fault
 from ._state import ServerState
 from ._wire import ErrorInfo, RequestError, ResponseContext, default_error, dumps
 from .dialects.anthropic import AnthropicDialect, error_type
@@ -83,6 +90,12 @@ def _error(status: int, message: str, kind: str = "openai") -> web.Response:
                         headers={"Content-Type": _JSON})
 
 
+def _endpoint_fault(fault: Fault) -> bool:
+    """Whether ``fault`` is for the batch and file endpoints themselves (its ``path`` names
+    one of them) rather than for the lines a batch answers."""
+    return fault.path is not None and ("/batches" in fault.path or "/files" in fault.path)
+
+
 def _ok(payload: Any) -> web.Response:
     return web.Response(body=dumps(payload).encode(), headers={"Content-Type": _JSON})
 
@@ -131,6 +144,10 @@ class BatchEndpoints:
         """Enforce the server's API key, as the chat endpoints do."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
+            fault = self.state.select_fault(model=None, path=request.path, stream=False,
+                                            accept=_endpoint_fault)
+            if fault is not None:
+                return await self._fault_answer(request, fault, kind)
             required = self.state.require_api_key
             if required is not None:
                 auth = request.headers.get("Authorization", "")
@@ -141,6 +158,34 @@ class BatchEndpoints:
             return await handler(request)
 
         return guarded
+
+    @staticmethod
+    async def _fault_answer(request: web.Request, fault: Fault,
+                            kind: str) -> web.StreamResponse:
+        """What an endpoint fault makes the endpoint answer instead of its own answer."""
+        if fault.latency > 0:
+            await asyncio.sleep(fault.latency)
+        if fault.reset:
+            drop_connection(request, reset=True)
+            return web.Response(status=499)
+        if fault.redirect is not None:
+            return web.Response(status=307, headers={**fault.headers,
+                                                     "Location": fault.redirect})
+        if fault.gzip_bomb is not None:
+            return web.Response(body=gzip_bomb(fault.gzip_bomb, stream=False),
+                                headers={**fault.headers, "Content-Type": _JSON,
+                                         "Content-Encoding": "gzip"})
+        assert fault.status is not None
+        if fault.body is None:
+            response = _error(fault.status, default_error(fault.status, None).message, kind)
+        elif isinstance(fault.body, str):
+            response = web.Response(body=fault.body.encode(), status=fault.status,
+                                    headers={"Content-Type": "text/plain"})
+        else:
+            response = web.Response(body=dumps(fault.body).encode(), status=fault.status,
+                                    headers={"Content-Type": _JSON})
+        response.headers.update(fault.headers)
+        return response
 
     # -- OpenAI files -----------------------------------------------------------------------
 

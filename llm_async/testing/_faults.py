@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,18 +308,22 @@ class FaultQueue:
         return [(entry.fault, entry.remaining) for entry in self._entries]
 
     def select(
-        self, *, model: str | None, path: str, stream: bool, rng: random.Random
+        self, *, model: str | None, path: str, stream: bool, rng: random.Random,
+        accept: Callable[[Fault], bool] | None = None,
     ) -> Fault | None:
         """Pick the fault to apply to a request, consuming one of its applications.
 
-        The first fault whose filters match and whose probability draw succeeds wins.  A draw
-        is only made for faults with ``0 < probability < 1``, so runs are reproducible for a
-        given RNG seed and request order.
+        The first fault whose filters match (and that ``accept``, when given, accepts) and
+        whose probability draw succeeds wins.  A draw is only made for faults with
+        ``0 < probability < 1``, so runs are reproducible for a given RNG seed and request
+        order.
         """
         entries = self._entries
         for index, entry in enumerate(entries):
             fault = entry.fault
             if not fault.matches(model=model, path=path, stream=stream):
+                continue
+            if accept is not None and not accept(fault):
                 continue
             probability = fault.probability
             if probability <= 0.0:
@@ -348,3 +352,4 @@ def stream_positions(fault: Fault | None, count: int) -> tuple[int, int, int]:
         return -1 if value is None else min(value, count)
 
     return clamp(fault.cut_after), clamp(fault.malformed_after), clamp(fault.error_after)
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._content import Script, ScriptQueue
@@ -38,11 +39,14 @@ class ServerState:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def select_fault(self, *, model: str | None, path: str, stream: bool) -> Fault | None:
-        """The fault to apply to a request (counted as applied), or ``None``."""
+    def select_fault(self, *, model: str | None, path: str, stream: bool,
+                     accept: Callable[[Fault], bool] | None = None) -> Fault | None:
+        """The fault to apply to a request (counted as applied), or ``None``; ``accept``
+        narrows which faults may apply."""
         if not self.faults:
             return None
-        fault = self.faults.select(model=model, path=path, stream=stream, rng=self.rng)
+        fault = self.faults.select(model=model, path=path, stream=stream, rng=self.rng,
+                                   accept=accept)
         if fault is not None:
             self.counters.faults_applied += 1
         return fault

@@ -13,7 +13,7 @@ from typing import Any
 from ...._clock import Clock, system_clock
 from ....errors import ConfigurationError
 from .anthropic import AnthropicBatchAPI
-from .base import BatchJob, ProviderBatchAPI
+from .base import DEFAULT_MAX_RESULTS_BYTES, BatchJob, ProviderBatchAPI
 from .openai import OpenAIBatchAPI
 
 __all__ = ["AnthropicBatchAPI", "BatchJob", "OpenAIBatchAPI", "ProviderBatchAPI", "batch_api_for"]
@@ -25,11 +25,13 @@ BATCH_APIS: dict[str, type[ProviderBatchAPI]] = {
 }
 
 
-def batch_api_for(transport: Any, *, clock: Clock = system_clock,
-                  poll_interval: float = 10.0) -> ProviderBatchAPI:
-    """The batch API of ``transport``'s provider (OpenAI or Anthropic)."""
+def batch_api_for(transport: Any, *, clock: Clock = system_clock, poll_interval: float = 10.0,
+                  max_results_bytes: int = DEFAULT_MAX_RESULTS_BYTES) -> ProviderBatchAPI:
+    """The batch API of ``transport``'s provider (OpenAI or Anthropic); ``max_results_bytes``
+    caps one downloaded results file."""
     kind = BATCH_APIS.get(str(getattr(transport, "provider", "")))
     if kind is None or not hasattr(transport, "build_payload"):
         raise ConfigurationError(
             f"{type(transport).__name__} has no batch API (OpenAI and Anthropic have one)")
-    return kind(transport, clock=clock, poll_interval=poll_interval)
+    return kind(transport, clock=clock, poll_interval=poll_interval,
+                max_results_bytes=max_results_bytes)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
+from yarl import URL
 
 from .... import _json
 from ...._clock import Clock, system_clock
@@ -20,13 +21,18 @@ from ....errors import (
     InvalidRequestError,
     LLMError,
     ProtocolError,
+    ResponseTooLargeError,
 )
 from ....types import ChatRequest, ChatResponse
+from ..base import _DECOMPRESS_TOO_LARGE, _caused_by
 
 if TYPE_CHECKING:
     from ..base import HTTPTransport
 
-__all__ = ["BatchJob", "ProviderBatchAPI"]
+__all__ = ["DEFAULT_MAX_RESULTS_BYTES", "BatchJob", "ProviderBatchAPI"]
+
+#: Cap on one downloaded results file, decompressed.
+DEFAULT_MAX_RESULTS_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -51,17 +57,30 @@ class ProviderBatchAPI:
     The transport supplies the session, the credentials, the JSON payload of each request
     (``build_payload``) and the parse of each answer (``parse_response``), so a batch line is
     exactly what a direct call would have sent. Polling sleeps on ``clock``.
+
+    The network rules of the transports hold here too: redirects are never followed (a
+    :class:`~llm_async.errors.RedirectError` naming the location), a results URL the provider
+    names must be on its own origin, every answer is capped once decompressed (JSON answers at
+    the transport's ``max_response_bytes``, a results file at ``max_results_bytes``;
+    :class:`~llm_async.errors.ResponseTooLargeError` past it), and errors never show the key.
     """
 
     provider: ClassVar[str] = ""
 
     def __init__(self, transport: HTTPTransport, *, clock: Clock = system_clock,
-                 poll_interval: float = 10.0) -> None:
+                 poll_interval: float = 10.0,
+                 max_results_bytes: int = DEFAULT_MAX_RESULTS_BYTES) -> None:
         if not poll_interval > 0:
             raise ConfigurationError("poll_interval must be > 0", variable="poll_interval")
+        if isinstance(max_results_bytes, bool) or not isinstance(max_results_bytes, int) \
+                or max_results_bytes <= 0:
+            raise ConfigurationError(
+                f"max_results_bytes must be a positive int, got {max_results_bytes!r}",
+                variable="max_results_bytes")
         self.transport = transport
         self.clock = clock
         self.poll_interval = poll_interval
+        self.max_results_bytes = max_results_bytes
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -71,17 +90,51 @@ class ProviderBatchAPI:
             headers["Content-Type"] = content_type
         return headers
 
+    def _check_origin(self, url: str) -> None:
+        """A URL the provider named (a results file) must be on the provider's own origin:
+        the credentials go nowhere else."""
+        target, home = URL(url), URL(self.transport.base_url)
+        if not target.absolute or target.origin() != home.origin():
+            raise ProtocolError(
+                f"the provider named {url!r}, which is not on its origin "
+                f"{str(home.origin())!r}; the request was not sent (credentials go only to "
+                f"the provider's own origin)", provider=self.provider)
+
+    async def _read(self, resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """The (decompressed) body, counted as it is read, at most ``cap`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            data = await resp.content.readany()
+            if not data:
+                return b"".join(parts)
+            size += len(data)
+            if size > cap:
+                raise ResponseTooLargeError(
+                    f"batch API answer exceeded the {cap}-byte cap", provider=self.provider,
+                    status=resp.status)
+            parts.append(data)
+
     async def _call(self, method: str, url: str, *, json_body: Any = None,
                     data: Any = None, raw: bool = False) -> Any:
+        """One batch API request. Redirects are never followed (a 3xx answer is a
+        :class:`~llm_async.errors.RedirectError`); the answer may hold at most the transport's
+        ``max_response_bytes`` (``max_results_bytes`` for a results file, ``raw=True``) once
+        decompressed, or the call fails with :class:`~llm_async.errors.ResponseTooLargeError`."""
         transport = self.transport
+        self._check_origin(url)
         body = _json.dumps(json_body) if json_body is not None else data
         headers = self._headers("application/json" if json_body is not None else None)
         timeout = aiohttp.ClientTimeout(total=transport.timeout.total,
                                         sock_connect=transport.timeout.connect)
+        cap = self.max_results_bytes if raw else transport.max_response_bytes
         try:
             async with transport.session.request(method, url, data=body, headers=headers,
-                                                  timeout=timeout) as resp:
-                content = await resp.read()
+                                                  timeout=timeout,
+                                                  allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    raise transport._redirect_error(resp)
+                content = await self._read(resp, cap)
                 if resp.status >= 400:
                     try:
                         err_body: Any = _json.loads(content) if content else None
@@ -93,6 +146,13 @@ class ProviderBatchAPI:
         except asyncio.TimeoutError as exc:
             raise APITimeoutError(f"batch API call timed out: {method} {url}",
                                   provider=self.provider) from exc
+        except aiohttp.ClientPayloadError as exc:
+            if _DECOMPRESS_TOO_LARGE and _caused_by(exc, _DECOMPRESS_TOO_LARGE):
+                raise ResponseTooLargeError(
+                    f"a compressed batch API answer inflated past aiohttp's limit: {exc}",
+                    provider=self.provider) from exc
+            raise APIConnectionError(f"batch API call broke mid-answer: {exc}",
+                                     provider=self.provider) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"batch API call failed: {type(exc).__name__}: {exc}",
                                      provider=self.provider) from exc
