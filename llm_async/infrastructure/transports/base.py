@@ -68,6 +68,7 @@ from ...errors import (
 )
 from ...types import ChatChunk, ChatRequest, ChatResponse, Message, Timeout, build_request
 from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from ._proxy import env_proxy
 from ._sync import run_blocking, session_loop
 
 if sys.version_info >= (3, 11):
@@ -165,16 +166,10 @@ class StreamParser(Protocol):
 
 
 def _env_proxy(url: str) -> dict[str, Any]:
-    """Session options for the proxy the environment sets for ``url`` (none when ``NO_PROXY``
-    names its host). Read once per session, unlike aiohttp's ``trust_env``, which also looks up
-    ``.netrc`` in a worker thread on every request."""
-    from aiohttp.helpers import get_env_proxy_for_url
-
-    try:
-        proxy, auth = get_env_proxy_for_url(URL(url))
-    except LookupError:
-        return {}
-    return {"proxy": proxy, "proxy_auth": auth}
+    """Session options for the proxy the environment sets for ``url`` (see :mod:`._proxy`).
+    Read once per session, unlike aiohttp's ``trust_env``, which also looks up ``.netrc`` in a
+    worker thread on every request."""
+    return env_proxy(url)
 
 class HTTPTransport:
     """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``.
@@ -255,8 +250,11 @@ class HTTPTransport:
         #: connector): ``True``, ``False`` or an ``ssl.SSLContext``.
         self.ssl = ssl
         #: Use the proxy the environment sets for ``base_url`` (``HTTPS_PROXY`` /
-        #: ``HTTP_PROXY``, unless ``NO_PROXY`` names the host), read when the session is made.
+        #: ``HTTP_PROXY`` / ``ALL_PROXY``, unless ``NO_PROXY`` names the host; credentials
+        #: from its URL or ``.netrc``), read when the session is made.
         self.trust_env = trust_env
+        if trust_env and session is None:
+            env_proxy(self.base_url)  # a proxy that cannot be used fails here, not mid-call
         self._session = session
         self._owns_session = session is None
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
