@@ -43,6 +43,7 @@ from llm_async.infrastructure.ledger_sqlite import SQLiteLedger
 
 WORKER = Path(__file__).with_name("_chaos_worker.py")
 PROCESSES = 4
+HANG = 120.0  # a guard against a hang, never a speed check
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Workers:
                 proc.stdin.write("\n")
                 proc.stdin.flush()
         for proc in self.procs:
-            await asyncio.to_thread(proc.wait, 60)
+            await asyncio.to_thread(proc.wait, HANG)
 
     def kill(self) -> None:
         for proc in self.procs:
@@ -147,11 +148,10 @@ async def server_for(edge: Edge) -> AsyncIterator[MockProviderServer]:
 
 async def settled(server: MockProviderServer) -> None:
     """Wait until the server has finished (and billed) every request it received."""
-    for _ in range(2000):
-        if server.stats()["in_flight"] == 0:
-            return
+    deadline = time.monotonic() + HANG
+    while server.stats()["in_flight"]:
+        assert time.monotonic() < deadline, "the server never finished its requests"
         await asyncio.sleep(0.005)
-    raise AssertionError("the server never finished its requests")
 
 
 def report(edge: str, kind: str, billed: Decimal, ledger: Decimal, limit: Decimal) -> None:
@@ -250,13 +250,13 @@ async def test_a_killed_worker_is_charged_within_its_lease(kind: str, tmp_path: 
         workers = Workers(backend, lease=1.0)
         await workers.ready()
         workers.start(edge.name, server.base_url)
-        for _ in range(2000):  # until the workers' first calls are at the provider
-            if server.request_count >= PROCESSES:
-                break
+        deadline = time.monotonic() + HANG
+        while server.request_count < PROCESSES:  # the workers' first calls are at the provider
+            assert time.monotonic() < deadline, "the workers never reached the provider"
             await asyncio.sleep(0.005)
         workers.kill()
         for proc in workers.procs:
-            await asyncio.to_thread(proc.wait, 30)
+            await asyncio.to_thread(proc.wait, HANG)
             assert proc.returncode == -signal.SIGKILL
         await settled(server)
         billed = price_billed([entry.as_dict() for entry in server.billed])

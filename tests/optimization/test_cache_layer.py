@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from functools import partial
@@ -21,6 +22,8 @@ from llm_async.optimization.cache import (
 )
 from llm_async.testing import Fault, MockProviderServer
 from llm_async.types import ChatRequest, ChatResponse
+
+HANG = 120.0  # a guard against a hang, never a speed check
 
 KEY = "sk-test-cache-key-0001"
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
@@ -271,9 +274,8 @@ async def test_cancelled_caller_leaks_no_connection_and_does_not_store(server):
         transport = client.transports["openai"]
         connector = transport.connector  # type: ignore[attr-defined]
         assert connector is not None
-        for _ in range(50):
-            if not connector._acquired:  # the leak check
-                break
+        deadline = time.monotonic() + HANG
+        while connector._acquired and time.monotonic() < deadline:  # the leak check
             await asyncio.sleep(0.001)
         assert not connector._acquired
         layer = client.layer(CacheLayer)

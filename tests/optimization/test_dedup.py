@@ -18,6 +18,8 @@ from llm_async.optimization import get_deduplicator
 from llm_async.optimization.dedup import DedupConfig, DedupLayer, Deduplicator, SingleFlight
 from llm_async.testing import Fault, MockProviderServer
 
+HANG = 120.0  # a guard against a hang, never a speed check
+
 KEY = "sk-test-dedup-key-0001"
 MSGS = [{"role": "user", "content": "Tell me a story"}]
 
@@ -39,9 +41,8 @@ def connections_in_use(client: AsyncLLMClient) -> int:
 
 
 async def settle(client: AsyncLLMClient) -> None:
-    for _ in range(100):
-        if connections_in_use(client) == 0:
-            return
+    deadline = time.monotonic() + HANG
+    while connections_in_use(client) and time.monotonic() < deadline:
         await asyncio.sleep(0.001)
 
 
@@ -250,7 +251,7 @@ def test_deduplicate_sync_executors_across_threads() -> None:
         nonlocal calls
         calls += 1
         started.set()
-        release.wait(5)
+        release.wait(HANG)
         return "value"
 
     results: list[str] = []
@@ -260,15 +261,15 @@ def test_deduplicate_sync_executors_across_threads() -> None:
 
     threads = [threading.Thread(target=worker) for _ in range(5)]
     threads[0].start()
-    started.wait(5)
+    started.wait(HANG)
     for thread in threads[1:]:
         thread.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while dedup.sync_joined < 4 and time.monotonic() < deadline:
         time.sleep(0.001)
     release.set()
     for thread in threads:
-        thread.join(5)
+        thread.join(HANG)
     assert results == ["value"] * 5 and calls == 1
     assert dedup.statistics().in_flight == 0
 
