@@ -35,8 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._dialect import Dialect
 from ._delivery import drop_connection, gzip_bomb
+from ._dialect import Dialect
 from ._faults import Fault
 from ._state import ServerState
 from ._wire import ErrorInfo, RequestError, ResponseContext, default_error, dumps
