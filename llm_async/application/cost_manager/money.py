@@ -7,11 +7,11 @@ bill is rounded once, half-even, when it is made.
 
 from __future__ import annotations
 
-import itertools
-import os
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
+
+from ...context import new_id
 
 __all__ = [
     "NANO",
@@ -98,25 +98,3 @@ def quantize(amount: Decimal) -> Decimal:
 def utcnow() -> datetime:
     """The current time, in UTC."""
     return datetime.now(UTC)
-
-
-# Unique ids for records and reservations without a system call per call: 64 random bits drawn
-# once per process (again in a forked child) followed by a per-process counter, as 32 hex digits
-# (the shape of ``uuid4().hex``). Unique across processes and machines sharing a ledger.
-_id_prefix = os.urandom(8).hex()
-_id_counter = itertools.count(1)
-
-
-def _reseed_ids() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = os.urandom(8).hex()
-    _id_counter = itertools.count(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def new_id() -> str:
-    """A unique 32-hex-digit id (cheap: no system call)."""
-    return f"{_id_prefix}{next(_id_counter):016x}"

@@ -564,13 +564,18 @@ class HTTPTransport:
                 provider=self.provider, status=resp.status,
                 request_id=self._request_id(response_headers))
             raise err from exc
-        response.latency = time.perf_counter() - started
-        response.request_id = attempt.request_id = self._request_id(response_headers)
-        if not response.id and response.request_id:
-            response.id = response.request_id  # the provider's answers carry no id (Bedrock)
-        response.provider = self.provider
-        response.requested_model = request.model
-        attempt.usage = response.usage
+        # Written straight into the fresh response (pydantic's __setattr__ is the slow way to
+        # fill in fields the transport owns).
+        fields = response.__dict__
+        fields["latency"] = time.perf_counter() - started
+        fields["request_id"] = request_id = attempt.request_id = self._request_id(
+            response_headers)
+        if request_id and not fields["id"]:
+            fields["id"] = request_id  # the provider's answers carry no id (Bedrock)
+        fields["provider"] = self.provider
+        fields["requested_model"] = request.model
+        response.__pydantic_fields_set__.update(_FILLED_FIELDS)
+        attempt.usage = fields["usage"]
         return response
 
     async def stream(self, request: ChatRequest,
@@ -698,6 +703,10 @@ class HTTPTransport:
                     resp.release()
                 else:
                     resp.close()
+
+
+#: The fields of a response that the transport fills in after the provider's hook parsed it.
+_FILLED_FIELDS = frozenset({"latency", "request_id", "id", "provider", "requested_model"})
 
 
 def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:

@@ -412,6 +412,9 @@ class OpenAITransport(HTTPTransport):
         return message_payload(message)
 
     def parse_response(self, data: Any, request: ChatRequest) -> ChatResponse:
+        plain = _plain_response(data, request)
+        if plain is not None:
+            return plain
         if not isinstance(data, Mapping):
             raise ProtocolError("response is not a JSON object", provider=self.provider)
         if "error" in data and not data.get("choices"):
@@ -448,6 +451,49 @@ class OpenAITransport(HTTPTransport):
 
     def stream_parser(self, request: ChatRequest) -> _OpenAIStreamParser:
         return _OpenAIStreamParser(self)
+
+
+def _plain_response(data: Any, request: ChatRequest) -> ChatResponse | None:
+    """The usual chat completion (one choice of plain text or nothing, no tool calls, refusal,
+    annotations or logprobs), parsed with the fewest checks that still prove it usual;
+    ``None`` for anything else, which the general parser reads to the same result."""
+    if type(data) is not dict:
+        return None
+    choices = data.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if (type(choice) is not dict or not _PLAIN_CHOICE_FIELDS.issuperset(choice)
+            or choice.get("index") or choice.get("logprobs") is not None):
+        return None
+    message = choice.get("message")
+    if type(message) is not dict or not _PLAIN_MESSAGE_FIELDS.issuperset(message):
+        return None
+    content = message.get("content")
+    if ((content is not None and type(content) is not str) or message.get("refusal")
+            or message.get("annotations") or message.get("tool_calls")):
+        return None
+    extras: dict[str, Any] = {}
+    if not _RESPONSE_FIELDS.issuperset(data):
+        _extras(data, _RESPONSE_FIELDS, extras)
+    return ChatResponse.model_construct(
+        id=str(data.get("id") or ""),
+        model=str(data.get("model") or request.model),
+        content=content,
+        tool_calls=[],
+        finish_reason=finish_reason(choice.get("finish_reason")),
+        usage=openai_usage(data.get("usage")) or Usage(),
+        parts=[],
+        refusal=None,
+        logprobs=None,
+        other_choices=[],
+        extras=extras,
+        raw=data,
+    )
+
+
+_PLAIN_CHOICE_FIELDS = frozenset({"index", "message", "finish_reason", "logprobs"})
+_PLAIN_MESSAGE_FIELDS = frozenset({"role", "content", "refusal", "annotations", "tool_calls"})
 
 
 class _OpenAIStreamParser:
@@ -501,7 +547,32 @@ class _OpenAIStreamParser:
         self._extras.update(extras)
 
     def chunks(self, obj: dict[str, Any]) -> list[ChatChunk]:
-        # The hot path of every stream: dict checks before the (slow) Mapping ABC check.
+        # Nearly every chunk of a stream is one text delta of choice 0 with the usual fields
+        # and nothing pending: built here with as few lookups as the checks allow.
+        choices = obj.get("choices")
+        if (type(choices) is list and len(choices) == 1 and self._extras is None
+                and len(obj) <= 7 and obj.get("usage") is None):
+            choice = choices[0]
+            if type(choice) is dict and len(choice) <= 4 and choice.get("finish_reason") is None:
+                delta = choice.get("delta")
+                if type(delta) is dict:
+                    text = delta.get("content")
+                    if (type(text) is str and text and not choice.get("index")
+                            and choice.get("logprobs") is None
+                            and (len(delta) == 1 or (len(delta) == 2 and "role" in delta))
+                            and _COMMON_CHOICE_FIELDS.issuperset(choice)
+                            and _COMMON_CHUNK_FIELDS.issuperset(obj)
+                            and (self._fingerprint or obj.get("system_fingerprint") is None)):
+                        chunk_id = obj.get("id") or None
+                        model = obj.get("model") or None
+                        if ((chunk_id is None or type(chunk_id) is str)
+                                and (model is None or type(model) is str)):
+                            return [ChatChunk.construct_fast(text, [], None, None, chunk_id,
+                                                             model)]
+        return self._chunks(obj)
+
+    def _chunks(self, obj: dict[str, Any]) -> list[ChatChunk]:
+        # Any other chunk: dict checks before the (slow) Mapping ABC check.
         raw_usage = obj.get("usage")
         usage = openai_usage(raw_usage) if raw_usage is not None else None
         choices = obj.get("choices") or ()
