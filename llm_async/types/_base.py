@@ -29,7 +29,13 @@ class _ConstructPlan:
         for name, info in cls.__pydantic_fields__.items():
             self.template[name] = None
             if info.default_factory is not None:
-                self.factories.append((name, info.default_factory))  # type: ignore[arg-type]
+                factory: Any = info.default_factory
+                if (isinstance(factory, type) and issubclass(factory, _FastConstruct)
+                        and _ConstructPlan.supports(factory)):
+                    # A model made with every field at its default: the same instance as
+                    # ``factory()`` without validating the defaults.
+                    factory = factory.model_construct
+                self.factories.append((name, factory))
             elif info.is_required():
                 self.required.append(name)
             else:

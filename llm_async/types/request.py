@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InvalidRequestError
-from ._base import _Model
+from ._base import _Model, _new, _set_dict, _set_extra, _set_fields_set, _set_private
 from .content import Message
 from .tools import Tool
 
@@ -23,6 +23,16 @@ class RequestMetadata(BaseModel):
 
     user_id: str | None = None
     project_id: str | None = None
+
+
+def _no_metadata() -> RequestMetadata:
+    """``RequestMetadata()`` without validating its defaults (the default of every request)."""
+    obj = _new(RequestMetadata)
+    _set_dict(obj, {"user_id": None, "project_id": None})
+    _set_fields_set(obj, set())
+    _set_extra(obj, {})
+    _set_private(obj, None)
+    return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +106,7 @@ class ChatRequest(_Model):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stream: bool = False
-    metadata: RequestMetadata = Field(default_factory=RequestMetadata)
+    metadata: RequestMetadata = Field(default_factory=_no_metadata)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     extra_headers: dict[str, str] = Field(default_factory=dict)
     timeout: Timeout | None = None
@@ -159,6 +169,22 @@ def _number(value: Any, low: float, high: float) -> bool:
     return (type(value) is float or type(value) is int) and low <= value <= high
 
 
+def _text_message(role: str, content: str) -> Message:
+    """``Message.model_construct(role=role, content=content)`` on the hot path."""
+    obj = _new(Message)
+    data = _MESSAGE_DEFAULTS.copy()
+    data["role"] = role
+    data["content"] = content
+    _set_dict(obj, data)
+    _set_fields_set(obj, {"role", "content"})
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
+
+
+_MESSAGE_DEFAULTS: dict[str, Any] = {name: None for name in Message.model_fields}
+
+
 def _simple_request(fields: dict[str, Any]) -> ChatRequest | None:
     """The common request — text messages as dicts and a few scalar parameters — checked by
     hand and built without pydantic's validation (the hot path of every call). Anything else
@@ -184,7 +210,7 @@ def _simple_request(fields: dict[str, Any]) -> ChatRequest | None:
         role, content = message.get("role"), message.get("content")
         if type(content) is not str or role not in _SIMPLE_ROLES:
             return None
-        built.append(Message.model_construct(role=role, content=content))
+        built.append(_text_message(role, content))
     values = dict(fields)
     values["messages"] = built
     if temperature is not None:

@@ -53,15 +53,26 @@ class ChatChunk(_FastConstruct):
         model=...)`` for a transport's hot path (every chunk of every stream): the same
         instance, built without the generic per-field loop. The values are trusted."""
         obj = _new(cls)
-        _set_dict(obj, {"delta": delta, "tool_calls": tool_calls, "finish_reason": finish_reason,
-                        "usage": usage, "id": id, "model": model, "provider_cost": None,
-                        "reasoning": "", "refusal": "", "index": 0, "logprobs": None,
-                        "citations": None, "parts": None, "refusal_details": None,
-                        "extras": None})
-        _set_fields_set(obj, {"delta", "tool_calls", "finish_reason", "usage", "id", "model"})
+        data = _CHUNK_DEFAULTS.copy()
+        data["delta"] = delta
+        data["tool_calls"] = tool_calls
+        data["finish_reason"] = finish_reason
+        data["usage"] = usage
+        data["id"] = id
+        data["model"] = model
+        _set_dict(obj, data)
+        _set_fields_set(obj, _FAST_FIELDS.copy())
         _set_extra(obj, None)
         _set_private(obj, None)
         return obj
+
+
+#: A chunk's fields at their defaults, in field order (``construct_fast`` copies it).
+_CHUNK_DEFAULTS: dict[str, Any] = {
+    name: (None if info.default_factory is not None else info.default)
+    for name, info in ChatChunk.model_fields.items()
+}
+_FAST_FIELDS = {"delta", "tool_calls", "finish_reason", "usage", "id", "model"}
 
 
 class _ChoiceAssembler:
@@ -210,8 +221,8 @@ class StreamAssembler:
             "usage": self.usage or Usage(),
             "provider_cost": self.provider_cost,
             "extras": dict(self.extras),
-            "other_choices": [Choice(index=index, **other.choice_fields())
+            "other_choices": [Choice.model_construct(index=index, **other.choice_fields())
                               for index, other in sorted(self._others.items())],
         }
         values.update(fields)
-        return ChatResponse(**values)
+        return ChatResponse.model_construct(**values)
