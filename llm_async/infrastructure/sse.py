@@ -48,23 +48,11 @@ class SSEDecoder:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if hold:
                 buf += b"\r"
-        if len(buf) > self._max and any(len(line) > self._max for line in buf.split(b"\n")):
-            self._too_large()  # also a complete line of a comment or an unknown field
-        events: list[SSEEvent] = []
-        if not self._data and not self._event:
-            # Between events: whole events are cut out at once, and one that is a single
-            # "data: ..." line (nearly all of them) needs no line-by-line parsing.
-            blocks = buf.split(b"\n\n")
-            buf = blocks.pop()
-            for block in blocks:
-                if block[:6] == b"data: " and b"\n" not in block:
-                    events.append(SSEEvent("message", block[6:]))
-                else:
-                    for line in block.split(b"\n"):
-                        self._line(line, events)
-                    self._line(b"", events)
         lines = buf.split(b"\n")
         self._pending = lines.pop()
+        if len(buf) > self._max and any(len(line) > self._max for line in (*lines, self._pending)):
+            self._too_large()  # also a complete line of a comment or an unknown field
+        events: list[SSEEvent] = []
         for line in lines:
             # Fast path for the two lines of nearly every event: "data: ..." and the blank line.
             if line[:6] == b"data: " and not self._data and len(line) - 6 <= self._max:
