@@ -18,7 +18,6 @@ import ssl as _ssl
 import time
 import warnings
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
@@ -32,6 +31,7 @@ from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_s
 from .errors import ConfigurationError, InvalidRequestError
 from .infrastructure.transports import registry
 from .infrastructure.transports.router import ProviderRouter, split_model
+from .options import ClientOptions
 from .types import (
     ChatChunk,
     ChatRequest,
@@ -64,40 +64,6 @@ ParsedT = TypeVar("ParsedT", default=Any)
 #: What ``ssl=`` takes: verify (``True``), don't (``False``), a CA bundle path, or a context.
 SSLOption = bool | str | os.PathLike[str] | _ssl.SSLContext
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """What the default pipeline is built from (every option of :class:`AsyncLLMClient` that
-    configures a layer; see its docstring). ``DEFAULT`` means "from the environment"."""
-
-    settings: Settings
-    retry_config: Any = DEFAULT
-    max_retries: int | None = None
-    retry_budget: Any = "per_provider"
-    circuit_breaker_config: Any = DEFAULT
-    circuit_breaker_factory: Any = None
-    shared_circuit_breakers: bool = False
-    max_concurrency: int | None = None
-    rate_limit: Any = None
-    rate_limit_store: Any = None
-    fallback_models: Sequence[str] | None = None
-    fallback_max_depth: int = 3
-    cost_manager: Any = DEFAULT
-    track_cost: bool = True
-    cost_options: Mapping[str, Any] | None = None
-    cache_enabled: bool | None = None
-    cache_ttl: float | None = None
-    cache: Any = None
-    cache_config: Any = None
-    dedup_enabled: bool = False
-    dedup_config: Any = None
-    tracing: bool = True
-    capture_content: bool = False
-    tracer_provider: Any = None
-    meter_provider: Any = None
-    observability: Any = None
-    clock: Any = None
 
 
 def make_transport(provider: str, *, api_key: str | None = None, base_url: str | None = None,

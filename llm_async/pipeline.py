@@ -31,11 +31,11 @@ from .domain.ports import Handler, LayerFactory
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .client import AsyncLLMClient
+    from .options import ClientView
 
 __all__ = ["client_credential", "default_layers", "layer"]
 
-LayerEntry = Callable[["AsyncLLMClient"], LayerFactory | None]
+LayerEntry = Callable[["ClientView"], LayerFactory | None]
 
 
 def layer(cls: Callable[..., Handler], /, **options: Any) -> LayerFactory:
@@ -43,7 +43,7 @@ def layer(cls: Callable[..., Handler], /, **options: Any) -> LayerFactory:
     return partial(cls, **options)
 
 
-def client_credential(client: AsyncLLMClient) -> str | None:
+def client_credential(client: ClientView) -> str | None:
     """A hash of the credentials ``client``'s transports send (namespaces cache and dedup keys,
     so one API key's answers are never served to another)."""
     from .optimization.semantic import credential_hash
@@ -56,7 +56,7 @@ def client_credential(client: AsyncLLMClient) -> str | None:
     return credential_hash({k: v for k, v in material.items() if v})
 
 
-def _tracing(client: AsyncLLMClient) -> LayerFactory | None:
+def _tracing(client: ClientView) -> LayerFactory | None:
     """Spans, metrics and dashboard statistics for every logical call (outermost).
 
     Off with ``tracing=False``; ``capture_content=True`` records message content on spans;
@@ -75,7 +75,7 @@ def _tracing(client: AsyncLLMClient) -> LayerFactory | None:
                  observability=options.observability)
 
 
-def _cache(client: AsyncLLMClient) -> LayerFactory | None:
+def _cache(client: ClientView) -> LayerFactory | None:
     """The response cache. On with ``cache_enabled=True``, or when it is ``None`` and a
     ``cache=`` was passed or ``LLM_CACHE_ENABLED`` is set; ``cache_ttl`` (else ``LLM_CACHE_TTL``)
     is the lifetime; ``cache_config=CacheConfig(...)`` tunes the rest."""
@@ -109,7 +109,7 @@ def _cache(client: AsyncLLMClient) -> LayerFactory | None:
     return layer(CacheLayer, cache=cache, config=config, owns_cache=supplied is None)
 
 
-def _dedup(client: AsyncLLMClient) -> LayerFactory | None:
+def _dedup(client: ClientView) -> LayerFactory | None:
     """Concurrent identical calls share one upstream call (``dedup_enabled=True``);
     ``dedup_config=DedupConfig(...)`` tunes it; keys are namespaced per credential like the
     cache's."""
@@ -126,7 +126,7 @@ def _dedup(client: AsyncLLMClient) -> LayerFactory | None:
     return layer(DedupLayer, config=config)
 
 
-def _cost(client: AsyncLLMClient) -> LayerFactory | None:
+def _cost(client: ClientView) -> LayerFactory | None:
     """Cost tracking and hard budgets, per attempt (reserve the worst case before sending, bill
     every attempt that was sent). Off with ``track_cost=False`` or ``cost_manager=None``; uses
     ``client.cost_manager`` (the process-wide manager unless one was passed), which gets the
@@ -142,7 +142,7 @@ def _cost(client: AsyncLLMClient) -> LayerFactory | None:
     return layer(CostLayer, manager=manager, **options)
 
 
-def _fallback(client: AsyncLLMClient) -> LayerFactory | None:
+def _fallback(client: ClientView) -> LayerFactory | None:
     """Move to the next model of ``fallback_models`` when one fails. Always present, so
     ``options={"fallback_models": [...]}`` works per call; a pass-through when the list is
     empty."""
@@ -153,7 +153,7 @@ def _fallback(client: AsyncLLMClient) -> LayerFactory | None:
                  max_depth=options.fallback_max_depth, resolve=client.resolve)
 
 
-def _retry(client: AsyncLLMClient) -> LayerFactory | None:
+def _retry(client: ClientView) -> LayerFactory | None:
     """Retries. ``retry_config=DEFAULT`` reads ``LLM_MAX_RETRIES`` / ``LLM_RETRY_BACKOFF_BASE``;
     ``None`` turns retries off; a ``RetryStrategy`` (e.g. ``AdaptiveRetry()``) or a
     ``RetryConfig`` is used as given. ``max_retries=N`` sets the number of retries after the
@@ -185,7 +185,7 @@ def _retry(client: AsyncLLMClient) -> LayerFactory | None:
                  clock=_clock(client))
 
 
-def _circuit_breaker(client: AsyncLLMClient) -> LayerFactory | None:
+def _circuit_breaker(client: ClientView) -> LayerFactory | None:
     """One breaker per (provider, model). ``circuit_breaker_config=DEFAULT`` reads
     ``LLM_CIRCUIT_FAILURE_THRESHOLD`` / ``LLM_CIRCUIT_TIMEOUT``; ``None`` turns it off.
     ``circuit_breaker_factory`` supplies other breakers, e.g. Redis-backed;
@@ -202,7 +202,7 @@ def _circuit_breaker(client: AsyncLLMClient) -> LayerFactory | None:
                  shared=options.shared_circuit_breakers, clock=_clock(client))
 
 
-def _concurrency(client: AsyncLLMClient) -> LayerFactory | None:
+def _concurrency(client: ClientView) -> LayerFactory | None:
     """At most ``max_concurrency`` calls in flight per provider (off when ``None``)."""
     if client.options.max_concurrency is None:
         return None
@@ -212,7 +212,7 @@ def _concurrency(client: AsyncLLMClient) -> LayerFactory | None:
                  clock=_clock(client))
 
 
-def _rate_limit(client: AsyncLLMClient) -> LayerFactory | None:
+def _rate_limit(client: ClientView) -> LayerFactory | None:
     """RPM/TPM buckets. ``rate_limit=`` is a ``RateLimitConfig`` or a dict of its fields (off
     when ``None``); ``rate_limit_store`` shares the buckets, e.g. ``RedisBucketStore``."""
     option = client.options.rate_limit
@@ -233,7 +233,7 @@ def _rate_limit(client: AsyncLLMClient) -> LayerFactory | None:
                  clock=_clock(client))
 
 
-def _clock(client: AsyncLLMClient) -> Any:
+def _clock(client: ClientView) -> Any:
     clock = client.options.clock
     if clock is None:
         from ._clock import system_clock
@@ -248,7 +248,7 @@ def _entries() -> list[LayerEntry]:
             _rate_limit]
 
 
-def default_layers(client: AsyncLLMClient) -> list[LayerFactory]:
+def default_layers(client: ClientView) -> list[LayerFactory]:
     """The layer factories of ``client``'s default pipeline."""
     layers: list[LayerFactory] = []
     for entry in _entries():

@@ -16,7 +16,7 @@ from ...infrastructure.transports.batch_api import batch_api_for
 from ...types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
-    from ...client import AsyncLLMClient
+    from ...options import ClientView
 
 __all__ = ["BatchProgress", "BatchResults", "TextProgress", "chat_many"]
 
@@ -104,7 +104,7 @@ def _progress_callback(progress: ProgressOption) -> Callable[[BatchProgress], No
 # -- chat_many --------------------------------------------------------------------------------
 
 
-def _build(client: AsyncLLMClient, item: Any) -> ChatRequest:
+def _build(client: ClientView, item: Any) -> ChatRequest:
     if isinstance(item, ChatRequest):
         return item if not item.stream else item.model_copy(update={"stream": False})
     if isinstance(item, Mapping):
@@ -116,7 +116,7 @@ def _build(client: AsyncLLMClient, item: Any) -> ChatRequest:
         f"{type(item).__name__}")
 
 
-async def chat_many(client: AsyncLLMClient, requests: Iterable[ChatRequest | Mapping[str, Any]],
+async def chat_many(client: ClientView, requests: Iterable[ChatRequest | Mapping[str, Any]],
                     *, concurrency: int = 8, progress: ProgressOption = None,
                     batch_api: bool = False, poll_interval: float = 10.0,
                     timeout: float | None = None, clock: Clock = system_clock) -> BatchResults:
@@ -187,7 +187,7 @@ async def chat_many(client: AsyncLLMClient, requests: Iterable[ChatRequest | Map
     return BatchResults(r for r in results if r is not None)
 
 
-async def _run_batch_jobs(client: AsyncLLMClient, built: list[ChatRequest | None],
+async def _run_batch_jobs(client: ClientView, built: list[ChatRequest | None],
                           report: Callable[[int, ChatResponse | LLMError], None], *,
                           poll_interval: float, timeout: float | None, clock: Clock) -> None:
     groups: dict[str, list[int]] = {}
