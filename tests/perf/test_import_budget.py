@@ -65,6 +65,7 @@ CORE_MODULES = {
     "llm_async.client",
     "llm_async.config",
     "llm_async.context",
+    "llm_async.options",
     "llm_async.domain",
     "llm_async.domain.ports",
     "llm_async.errors",
