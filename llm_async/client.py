@@ -13,31 +13,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
-import ssl as _ssl
-import time
 import warnings
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, overload
 
 from pydantic import BaseModel
 from typing_extensions import TypeVar, Unpack
 
 from ._params import CHAT_KEYWORDS, ChatParams, MessagesParam, unexpected_keyword
+from .chat_stream import ChatStream
 from .config import DEFAULT, Settings
 from .context import CallContext
 from .domain.ports import Handler, LayerFactory, build_stack, find_layer, iter_stack
 from .errors import ConfigurationError, InvalidRequestError
 from .infrastructure.transports import registry
 from .infrastructure.transports.router import ProviderRouter, split_model
-from .options import ClientOptions
+from .options import ClientOptions, SSLOption, ssl_context
 from .types import (
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     RequestMetadata,
-    StreamAssembler,
     Timeout,
     build_request,
 )
@@ -60,10 +55,6 @@ T = TypeVar("T")
 P = ParamSpec("P")
 #: The type of ``response.parsed``: the model class given as ``response_format``.
 M = TypeVar("M", bound=BaseModel)
-ParsedT = TypeVar("ParsedT", default=Any)
-#: What ``ssl=`` takes: verify (``True``), don't (``False``), a CA bundle path, or a context.
-SSLOption = bool | str | os.PathLike[str] | _ssl.SSLContext
-_ZERO = Decimal(0)
 
 
 def make_transport(provider: str, *, api_key: str | None = None, base_url: str | None = None,
@@ -91,33 +82,6 @@ def _strict_keywords(func: Callable[P, T]) -> Callable[P, T]:
         return func(*args, **kwargs)
 
     return checked
-
-
-def ssl_context(ssl: SSLOption | None, verify: SSLOption | None) -> bool | _ssl.SSLContext:
-    """What the connector gets from ``ssl=`` / ``verify=``: ``True`` (verify against the
-    system's CAs), ``False`` (no verification), or an :class:`ssl.SSLContext` (a given context,
-    or one trusting the CA bundle at a given path)."""
-    if ssl is not None and verify is not None:
-        raise ConfigurationError("pass ssl= or verify=, not both (they are the same option)",
-                                 variable="ssl")
-    value = ssl if ssl is not None else verify
-    if value is None or value is True:
-        return True
-    if value is False or isinstance(value, _ssl.SSLContext):
-        return value
-    if isinstance(value, str | os.PathLike):
-        path = os.fspath(value)
-        if not os.path.exists(path):
-            raise ConfigurationError(f"CA bundle not found: {path!r}", variable="ssl")
-        try:
-            if os.path.isdir(path):
-                return _ssl.create_default_context(capath=path)
-            return _ssl.create_default_context(cafile=path)
-        except (_ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigurationError(f"cannot load the CA bundle {path!r}: {exc}",
-                                     variable="ssl") from exc
-    raise ConfigurationError("ssl must be True, False, a CA bundle path or an ssl.SSLContext, "
-                             f"got {type(value).__name__}", variable="ssl")
 
 
 #: What each entry of ``providers={...}`` may set.
@@ -496,107 +460,6 @@ def _context(given: Any) -> CallContext:
                                   field="context")
     given.claimed = True
     return given
-
-
-class ChatStream(Generic[ParsedT]):
-    """A streaming call: an async iterator of :class:`ChatChunk` and an async context manager.
-
-    When the stream ends, ``final_response`` holds the assembled answer (text, tool calls,
-    usage); ``context`` is the call's :class:`~llm_async.context.CallContext`. ``aclose()`` —
-    called by ``async with`` — releases the connection at once; breaking out of a bare
-    ``async for`` releases it on the next loop iteration.
-    """
-
-    __slots__ = ("_assembler", "_closed", "_first", "_gen", "_handler", "_started",
-                 "context", "final_response", "request")
-
-    def __init__(self, handler: Handler, request: ChatRequest, ctx: CallContext) -> None:
-        self._handler = handler
-        self.request = request
-        self.context = ctx
-        self._gen: AsyncGenerator[ChatChunk, None] | None = None
-        self._assembler = StreamAssembler()
-        self._started = time.perf_counter()
-        self._first: float | None = None
-        self._closed = False
-        self.final_response: ChatResponse[ParsedT] | None = None
-
-    def __aiter__(self) -> ChatStream[ParsedT]:
-        return self
-
-    async def __anext__(self) -> ChatChunk:
-        gen = self._gen
-        if gen is None:
-            if self._closed:
-                raise StopAsyncIteration
-            gen = self._gen = self._handler.stream(self.request, self.context)
-        try:
-            chunk = await gen.__anext__()
-        except StopAsyncIteration:
-            self._finish()
-            raise
-        except BaseException:
-            await self.aclose()
-            raise
-        if self._first is None:
-            self._first = time.perf_counter() - self._started
-        self._assembler.add(chunk)
-        return chunk
-
-    def _finish(self) -> None:
-        self._closed = True
-        if self.final_response is None:
-            ctx = self.context
-            self.final_response = self._assembler.response(
-                provider=ctx.answered_provider or self.request.provider or "",
-                model=self._assembler.model or self.request.model,
-                latency=time.perf_counter() - self._started,
-                time_to_first_chunk=self._first,
-                requested_model=self.request.model,
-                cache_hit=ctx.cache_hit,
-                cost=_ZERO if ctx.cache_hit else ctx.cost,
-                cost_estimated=ctx.cost_estimated,
-            )
-            if self.request.response_format is not None:
-                from .structured import apply_structured_output
-
-                apply_structured_output(self.final_response, self.request)  # .parsed or raises
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._assembler.text
-
-    async def text_stream(self) -> AsyncGenerator[str, None]:
-        """Only the text deltas (of the first choice when ``n`` > 1 was asked for)."""
-        async for chunk in self:
-            if chunk.delta and not chunk.index:
-                yield chunk.delta
-
-    async def get_final_response(self) -> ChatResponse[ParsedT]:
-        """Consume whatever is left and return the assembled answer."""
-        async for _ in self:
-            pass
-        if self.final_response is None:
-            raise InvalidRequestError("the stream was closed before it finished")
-        return self.final_response
-
-    async def aclose(self) -> None:
-        """Stop the stream and release its connection and every resource the layers hold."""
-        self._closed = True
-        gen, self._gen = self._gen, None
-        if gen is not None:
-            await gen.aclose()
-
-    async def __aenter__(self) -> ChatStream[ParsedT]:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "done" if self.final_response else ("closed" if self._closed else "open")
-        return f"ChatStream(model={self.request.model!r}, chunks={self._assembler.chunks}, {state})"
 
 
 LayerBuilder = Callable[[AsyncLLMClient], list[LayerFactory]]

@@ -1,20 +1,26 @@
-"""What the default pipeline and ``chat_many`` read of a client: its options
-(:class:`ClientOptions`) and the :class:`ClientView` protocol, so that neither imports the client
-itself."""
+"""What a client is configured with: :class:`ClientOptions` (what the default pipeline is built
+from), ``ssl=`` coerced by :func:`ssl_context`, and the :class:`ClientView` protocol (what the
+pipeline and ``chat_many`` read of a client, so that neither imports the client itself)."""
 
 from __future__ import annotations
 
+import os
+import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import DEFAULT, Settings
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .application.cost_manager import CostManager
     from .types import ChatRequest, ChatResponse
 
-__all__ = ["ClientOptions", "ClientView"]
+__all__ = ["ClientOptions", "ClientView", "SSLOption", "ssl_context"]
+
+#: What ``ssl=`` takes: verify (``True``), don't (``False``), a CA bundle path, or a context.
+SSLOption = bool | str | os.PathLike[str] | _ssl.SSLContext
 
 
 @dataclass(frozen=True)
@@ -77,3 +83,30 @@ class ClientView(Protocol):
 
     @property
     def chat(self) -> Callable[..., Awaitable[ChatResponse[Any]]]: ...
+
+
+def ssl_context(ssl: SSLOption | None, verify: SSLOption | None) -> bool | _ssl.SSLContext:
+    """What the connector gets from ``ssl=`` / ``verify=``: ``True`` (verify against the
+    system's CAs), ``False`` (no verification), or an :class:`ssl.SSLContext` (a given context,
+    or one trusting the CA bundle at a given path)."""
+    if ssl is not None and verify is not None:
+        raise ConfigurationError("pass ssl= or verify=, not both (they are the same option)",
+                                 variable="ssl")
+    value = ssl if ssl is not None else verify
+    if value is None or value is True:
+        return True
+    if value is False or isinstance(value, _ssl.SSLContext):
+        return value
+    if isinstance(value, str | os.PathLike):
+        path = os.fspath(value)
+        if not os.path.exists(path):
+            raise ConfigurationError(f"CA bundle not found: {path!r}", variable="ssl")
+        try:
+            if os.path.isdir(path):
+                return _ssl.create_default_context(capath=path)
+            return _ssl.create_default_context(cafile=path)
+        except (_ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot load the CA bundle {path!r}: {exc}",
+                                     variable="ssl") from exc
+    raise ConfigurationError("ssl must be True, False, a CA bundle path or an ssl.SSLContext, "
+                             f"got {type(value).__name__}", variable="ssl")

@@ -66,6 +66,7 @@ CORE_MODULES = {
     "llm_async.config",
     "llm_async.context",
     "llm_async.options",
+    "llm_async.chat_stream",
     "llm_async.domain",
     "llm_async.domain.ports",
     "llm_async.errors",
