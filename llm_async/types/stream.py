@@ -179,6 +179,18 @@ class StreamAssembler:
 
     def add(self, chunk: ChatChunk) -> None:
         self.chunks += 1
+        fields = chunk.__dict__
+        if (fields["delta"] and self.model is not None and not fields["tool_calls"]
+                and fields["finish_reason"] is None and fields["usage"] is None
+                and not fields["index"] and not fields["reasoning"] and not fields["refusal"]
+                and fields["parts"] is None and fields["citations"] is None
+                and fields["logprobs"] is None and fields["refusal_details"] is None
+                and fields["provider_cost"] is None and fields["extras"] is None):
+            # A text delta of choice 0 and nothing else: most chunks of every stream.
+            self._choice.text.append(fields["delta"])
+            if self.id is None and fields["id"]:
+                self.id = fields["id"]
+            return
         if chunk.index:
             other = self._others.get(chunk.index)
             if other is None:
