@@ -135,7 +135,7 @@ def test_a_default_client_loads_one_provider_and_no_backends() -> None:
         "                        base_url='http://127.0.0.1:9/v1', settings=Settings())\n"
         "assert client.stack"
     )
-    assert "llm_async.infrastructure.transports.openai_transport" in modules
+    assert "llm_async.infrastructure.transports.openai" in modules
     assert offenders(modules, ALWAYS_LAZY) == []
 
 

@@ -6,7 +6,7 @@ from ..._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "HTTPTransport": ".base",
-    "OpenAITransport": ".openai_transport",
+    "OpenAITransport": ".openai",
     "AnthropicTransport": ".anthropic",
     "OpenRouterTransport": ".openrouter_transport",
     "AzureOpenAITransport": ".azure_transport",

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import AuthenticationError, ConfigurationError, LLMError, register_secret
 from ...types import ChatRequest, ChatResponse
-from .openai_transport import OpenAITransport
+from .openai import OpenAITransport
 
 __all__ = [
     "DEFAULT_API_VERSION",

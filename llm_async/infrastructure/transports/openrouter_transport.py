@@ -27,7 +27,8 @@ import aiohttp
 
 from ...errors import InvalidRequestError, LLMError
 from ...types import ChatChunk, ChatRequest, ChatResponse, Message, ReasoningPart
-from .openai_transport import OpenAITransport, _OpenAIStreamParser
+from .openai import OpenAITransport
+from .openai.stream import _OpenAIStreamParser
 
 __all__ = ["ROUTING_FIELDS", "OpenRouterTransport"]
 

@@ -105,7 +105,7 @@ def make_transport(provider: str, *, api_key: str | None = None, base_url: str |
 
 
 for _spec in (
-    ProviderSpec("openai", f"{_PACKAGE}.openai_transport:OpenAITransport", "openai",
+    ProviderSpec("openai", f"{_PACKAGE}.openai:OpenAITransport", "openai",
                  key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
                  default_base_url="https://api.openai.com/v1"),
     ProviderSpec("anthropic", f"{_PACKAGE}.anthropic:AnthropicTransport", "anthropic",
