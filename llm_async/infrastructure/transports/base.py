@@ -38,15 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from ssl import SSLContext
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
-import aiohttp.http_exceptions
 from yarl import URL
 
 from ... import _json
@@ -66,15 +64,26 @@ from ...errors import (
     register_secret,
     rewrite_error_text,
 )
-from ...types import ChatChunk, ChatRequest, ChatResponse, Message, Timeout, build_request
+from ...types import ChatChunk, ChatRequest, ChatResponse, Timeout, build_request
 from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from ._http import (
+    _DECOMPRESS_TOO_LARGE as _DECOMPRESS_TOO_LARGE,
+    _FILLED_FIELDS,
+    _NOT_SENT,
+    _PARSE_ERRORS as _PARSE_ERRORS,
+    _SOCKET_TIMEOUT,
+    _caused_by as _caused_by,
+    _check_base_url,
+    _drain,
+    _env_proxy,
+    _remaining,
+    _text_size,
+    _timeout,
+    check_headers,
+)
 from ._proxy import env_proxy
+from ._scrub import _prompt_texts, scrub_content as scrub_content
 from ._sync import run_blocking, session_loop
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover
-    from async_timeout import timeout as _timeout
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -88,57 +97,12 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = Timeout()
-# aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
-_SOCKET_TIMEOUT = aiohttp.SocketTimeoutError
-#: Failures that prove no connection was made, so no byte of the request reached the provider.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 #: Cap on a unary response body, decompressed.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Cap on everything one stream may send, decompressed (events, comments, pings).
 DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024
 #: Cap on the text and tool-call arguments one stream may deliver, in characters.
 DEFAULT_MAX_STREAM_TEXT = 16 * 1024 * 1024
-#: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
-_PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
-                 RecursionError)
-#: aiohttp's error for a compressed body that inflates past its per-read limit (3.13.3+).
-_DECOMPRESS_TOO_LARGE: tuple[type[BaseException], ...] = tuple(
-    cls for cls in (getattr(aiohttp.http_exceptions, "DecompressSizeError", None),)
-    if isinstance(cls, type))
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
-
-
-def check_headers(headers: Mapping[str, str], *, field: str,
-                  error: type[InvalidRequestError] | type[ConfigurationError] = InvalidRequestError
-                  ) -> None:
-    """Reject header names that are not HTTP tokens and values with CR, LF or NUL (which would
-    split the request), naming the offending header; values are never shown."""
-    for name, value in headers.items():
-        where = f"{field}[{name!r}]" if isinstance(name, str) else field
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            message = f"{field}: {name!r} is not a valid HTTP header name"
-        elif not isinstance(value, str):
-            message = f"{where} must be a str, got {type(value).__name__}"
-        elif _BAD_HEADER_VALUE.search(value):
-            message = f"{where} contains a CR, LF or NUL character"
-        else:
-            continue
-        if error is ConfigurationError:
-            raise ConfigurationError(message, variable=where)
-        raise InvalidRequestError(message, field=where)
-
-
-def _check_base_url(base_url: str) -> None:
-    try:
-        url = URL(base_url)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"base_url {base_url!r} is not a valid URL: {exc}",
-                                 variable="base_url") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"base_url must be an absolute http:// or https:// URL with a host, got {base_url!r}",
-            variable="base_url")
 
 
 class StreamDecoder(Protocol):
@@ -163,13 +127,6 @@ class StreamParser(Protocol):
 
     def end(self) -> list[ChatChunk] | None: ...
 
-
-
-def _env_proxy(url: str) -> dict[str, Any]:
-    """Session options for the proxy the environment sets for ``url`` (see :mod:`._proxy`).
-    Read once per session, unlike aiohttp's ``trust_env``, which also looks up ``.netrc`` in a
-    worker thread on every request."""
-    return env_proxy(url)
 
 class HTTPTransport:
     """Base of the aiohttp transports. Subclasses set ``provider`` and ``default_base_url``.
@@ -704,125 +661,3 @@ class HTTPTransport:
                 else:
                     resp.close()
 
-
-#: The fields of a response that the transport fills in after the provider's hook parsed it.
-_FILLED_FIELDS = frozenset({"latency", "request_id", "id", "provider", "requested_model"})
-
-
-def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, types):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _text_size(chunk: ChatChunk) -> int:
-    size = len(chunk.delta) if chunk.delta else 0
-    for call in chunk.tool_calls:
-        if call.arguments:
-            size += len(call.arguments)
-    return size
-
-
-# -- content scrubbing -------------------------------------------------------------------------
-
-#: Shortest run of characters shared with the prompt that is taken to be an echo of it.
-_ECHO_MIN = 12
-_ECHO_STEP = _ECHO_MIN // 2
-_CONTENT_PLACEHOLDER = "[content]"
-
-
-def _prompt_texts(messages: Iterable[Message]) -> Iterable[str]:
-    for message in messages:
-        content = message.content
-        if isinstance(content, str):
-            yield content
-        elif content:
-            for part in content:
-                text = getattr(part, "text", None)
-                if isinstance(text, str):
-                    yield text
-        for call in message.tool_calls or ():
-            yield call.function.arguments
-
-
-def scrub_content(text: str, sources: list[str]) -> str:
-    """``text`` with every run of at least 12 characters that also occurs in one of ``sources``
-    (and every whole source of 8 characters or more) replaced by ``[content]``.
-
-    Providers echo a prompt whole, truncated or quoted inside a longer message; a shared run of
-    characters catches each case. The prompt is indexed by samples of 12 characters every 6, so a
-    shared run of 17 characters or more is always found, then grown to its full extent.
-    """
-    if not text or not sources:
-        return text
-    for source in sorted(sources, key=len, reverse=True):
-        if len(source) >= 8 and source in text:
-            text = text.replace(source, _CONTENT_PLACEHOLDER)
-    size = len(text)
-    if size < _ECHO_MIN:
-        return text
-    grams: set[str] = set()
-    for source in sources:
-        last = len(source) - _ECHO_MIN
-        if last < 0:
-            continue
-        grams.update(source[i:i + _ECHO_MIN] for i in range(0, last + 1, _ECHO_STEP))
-        grams.add(source[last:])
-    spans: list[list[int]] = []
-    for i in range(size - _ECHO_MIN + 1):
-        if text[i:i + _ECHO_MIN] in grams:
-            if spans and i <= spans[-1][1]:
-                spans[-1][1] = i + _ECHO_MIN
-            else:
-                spans.append([i, i + _ECHO_MIN])
-    if not spans:
-        return text
-
-    def shared(piece: str) -> bool:
-        return any(piece in source for source in sources)
-
-    out: list[str] = []
-    pos = 0
-    for start, end in spans:
-        start = max(start, pos)
-        for _ in range(_ECHO_STEP):
-            if start > pos and shared(text[start - 1:end]):
-                start -= 1
-            else:
-                break
-        for _ in range(_ECHO_STEP):
-            if end < size and shared(text[start:end + 1]):
-                end += 1
-            else:
-                break
-        out.append(text[pos:start])
-        out.append(_CONTENT_PLACEHOLDER)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-async def _drain(content: aiohttp.StreamReader) -> bool:
-    """Read what follows the last event (the chunked terminator) so the connection is reused."""
-    if content.is_eof():
-        return True
-    try:
-        async with _timeout(1.0):
-            while await content.readany():
-                pass
-    except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
-        return False
-    return True
-
-
-def _remaining(phase_deadline: float | None, deadline: float | None,
-               loop: asyncio.AbstractEventLoop) -> float | None:
-    """Seconds until the earlier of the phase deadline and the total deadline."""
-    end = phase_deadline if deadline is None else (
-        deadline if phase_deadline is None else min(deadline, phase_deadline))
-    return None if end is None else max(0.0, end - loop.time())
