@@ -846,6 +846,10 @@ python benchmarks/run.py --docs        # rewrites this page
 """
 
 
+#: Where the sections of ``docs/performance.md`` that other scripts write begin.
+KEPT_SECTIONS = "\n## How costs grow"
+
+
 def write_docs(report: str, results: Path) -> None:
     """Rewrite ``docs/performance.md``: the report, and the import table when there is one."""
     body = report.split("\n", 2)[2] if report.startswith("# ") else report
@@ -853,6 +857,11 @@ def write_docs(report: str, results: Path) -> None:
     imports = results / "imports.md"
     if imports.exists():
         page += "\n## Import time and memory\n\n" + imports.read_text(encoding="utf-8")
+    # The sections other scripts write (scaling curves, instruction counts) are kept.
+    old = DOCS_PAGE.read_text(encoding="utf-8") if DOCS_PAGE.exists() else ""
+    kept = old.find(KEPT_SECTIONS)
+    if kept >= 0:
+        page = page.rstrip() + "\n" + old[kept:]
     DOCS_PAGE.write_text(page.rstrip() + "\n", encoding="utf-8")
     print(f"# wrote {DOCS_PAGE}", file=sys.stderr)
 
