@@ -686,7 +686,7 @@ def chart(table: dict[str, Any], path: Path) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "matplotlib is not installed (pip install -e '.[bench]'): no chart"
+        return "matplotlib is not installed (pip install -e . --group bench): no chart"
     loop = "asyncio" if "asyncio" in table else next(iter(table), None)
     if loop is None:
         return "nothing was measured"
@@ -838,7 +838,7 @@ measured in the same round; the tables show medians over rounds. The benchmark's
 Reproduce them with:
 
 ```bash
-python -m pip install -e '.[bench]'
+python -m pip install -e . --group bench   # pip >= 25.1
 python benchmarks/imports.py
 python benchmarks/run.py --docs        # rewrites this page
 ```
