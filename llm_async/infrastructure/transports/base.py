@@ -58,7 +58,6 @@ from ...errors import (
     ProtocolError,
     RedirectError,
     ResponseTooLargeError,
-    StreamError,
     error_from_response,
     register_header_secrets,
     register_secret,
@@ -74,15 +73,12 @@ from ._http import (
     _SOCKET_TIMEOUT,
     _caused_by as _caused_by,
     _check_base_url,
-    _drain,
     _env_proxy,
-    _remaining,
-    _text_size,
-    _timeout,
     check_headers,
 )
 from ._proxy import env_proxy
 from ._scrub import _prompt_texts, scrub_content as scrub_content
+from ._stream import stream_attempt
 from ._sync import run_blocking, session_loop
 
 __all__ = [
@@ -535,129 +531,6 @@ class HTTPTransport:
         attempt.usage = fields["usage"]
         return response
 
-    async def stream(self, request: ChatRequest,
-                     ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
-        timeout = request.timeout or self.timeout
-        # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
-        payload = self._encode(request, stream=True)
-        url = self.stream_url(request)
-        headers = self._headers(request)
-        if self.signs_requests:
-            await self.sign(str(url), headers, payload)
-            register_header_secrets(headers)  # a fetched token is a secret too
-        attempt = ctx.begin_attempt(self.provider, request.model)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        deadline = None if timeout.total is None else now + timeout.total
-        # The deadline of the current phase: first_chunk from sending until the first chunk of
-        # content; then idle, re-armed by each event that carries data. Comments, pings and
-        # content-free events before the first chunk never move it.
-        phase_deadline = None if timeout.first_chunk is None else now + timeout.first_chunk
-        delivered = 0
-        received = 0
-        text_size = 0
-        phase = "first_chunk"
-        resp: aiohttp.ClientResponse | None = None
-        completed = False
-        max_bytes, max_text = self.max_stream_bytes, self.max_stream_text
-        keepalive = self.keepalive_events
-        try:
-            try:
-                async with _timeout(_remaining(phase_deadline, deadline, loop)):
-                    attempt.sent = True  # from here on the body may reach the provider
-                    try:
-                        resp = await self.session.post(
-                            url, data=payload, headers=headers,
-                            timeout=self._client_timeout(timeout), allow_redirects=False,
-                        )
-                    except _NOT_SENT:
-                        attempt.sent = False
-                        raise
-                    ctx.response_headers = resp.headers
-                    attempt.request_id = self._request_id(resp.headers)
-                    if 300 <= resp.status < 400:
-                        raise self._redirect_error(resp)
-                    if resp.status >= 400:
-                        raise self._error_from(resp, await self._read_body(resp))
-                decoder = self.stream_decoder()
-                parser = self.stream_parser(request)
-                content = resp.content
-                while not parser.done:
-                    # What is already buffered needs no timer; only a real wait is timed.
-                    data = content.read_nowait()
-                    if not data:
-                        async with _timeout(_remaining(phase_deadline, deadline, loop)):
-                            data = await content.readany()
-                    if data:
-                        received += len(data)
-                        if received > max_bytes:
-                            raise self._too_large("the stream", max_bytes, resp)
-                        events = decoder.feed(data)
-                    else:
-                        events = decoder.end()
-                    progressed = False
-                    for event in events:
-                        if delivered and event.event not in keepalive:
-                            progressed = True  # data after the first chunk: not idle
-                        try:
-                            chunks = parser.feed(event)
-                        except LLMError as exc:  # an error event inside the stream
-                            if exc.request_id is None:
-                                exc.request_id = attempt.request_id
-                            raise
-                        except _PARSE_ERRORS as exc:  # a malformed event tripped the parser
-                            raise ProtocolError(
-                                f"malformed stream event ({type(exc).__name__}: {exc})",
-                                provider=self.provider) from exc
-                        for chunk in chunks:
-                            text_size += _text_size(chunk)
-                            if text_size > max_text:
-                                raise ResponseTooLargeError(
-                                    f"the stream's text exceeded the {max_text}-character cap",
-                                    provider=self.provider, status=resp.status,
-                                    request_id=self._request_id(resp.headers))
-                            delivered += 1
-                            progressed = True
-                            if chunk.usage is not None:
-                                attempt.usage = chunk.usage
-                            yield chunk
-                    if not data:
-                        break
-                    now = loop.time()
-                    if progressed:
-                        phase = "idle"
-                        phase_deadline = None if timeout.idle is None else now + timeout.idle
-                    elif phase_deadline is not None and now >= phase_deadline:
-                        raise self._map_exception(asyncio.TimeoutError(), phase, timeout)
-                    if deadline is not None and now >= deadline:
-                        raise self._map_exception(asyncio.TimeoutError(), "total", timeout)
-                tail = None if parser.done else parser.end()
-                if not parser.done and tail is None:
-                    raise APIConnectionError("the stream ended before it was complete",
-                                             provider=self.provider,
-                                             request_id=self._request_id(resp.headers))
-                for chunk in tail or ():
-                    delivered += 1
-                    yield chunk
-                completed = await _drain(content)
-            except LLMError:
-                raise
-            except asyncio.TimeoutError as exc:
-                expired = "total" if deadline is not None and loop.time() >= deadline else phase
-                raise self._map_exception(exc, expired, timeout) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise self._map_exception(exc, phase, timeout) from exc
-        except LLMError as err:
-            self._without_content(err, request)
-            attempt.error = err
-            if delivered:
-                raise StreamError(f"stream failed after {delivered} chunks: {err.message}",
-                                  cause=err, chunks_received=delivered) from err
-            raise
-        finally:
-            if resp is not None:
-                if completed:
-                    resp.release()
-                else:
-                    resp.close()
-
+    def stream(self, request: ChatRequest,
+               ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+        return stream_attempt(self, request, ctx)

@@ -1,0 +1,220 @@
+"""The streaming half of :class:`~llm_async.infrastructure.transports.base.HTTPTransport`: one
+attempt sent, its server-sent events decoded into chunks under the timeouts and size caps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+
+from ...context import CallContext
+from ...errors import (
+    APIConnectionError,
+    LLMError,
+    ProtocolError,
+    RedirectError,
+    ResponseTooLargeError,
+    StreamError,
+    register_header_secrets,
+)
+from ...types import ChatChunk, ChatRequest, Timeout
+from ..sse import SSEEvent
+from ._http import (
+    _NOT_SENT,
+    _PARSE_ERRORS,
+    _drain,
+    _remaining,
+    _text_size,
+    _timeout,
+)
+
+__all__ = ["StreamingTransport", "stream_attempt"]
+
+
+class _Decoder(Protocol):
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def end(self) -> list[SSEEvent]: ...
+
+
+class _Parser(Protocol):
+    done: bool
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]: ...
+
+    def end(self) -> list[ChatChunk] | None: ...
+
+
+class StreamingTransport(Protocol):
+    """What :func:`stream_attempt` uses of its transport."""
+
+    provider: ClassVar[str]
+    keepalive_events: ClassVar[frozenset[str]]
+    signs_requests: bool
+    timeout: Timeout
+    max_stream_bytes: int
+    max_stream_text: int
+
+    @property
+    def session(self) -> aiohttp.ClientSession: ...
+
+    def stream_url(self, request: ChatRequest) -> Any: ...
+
+    def stream_decoder(self) -> _Decoder: ...
+
+    def stream_parser(self, request: ChatRequest) -> _Parser: ...
+
+    async def sign(self, url: str, headers: dict[str, str], body: bytes) -> None: ...
+
+    def _encode(self, request: ChatRequest, *, stream: bool) -> bytes: ...
+
+    def _headers(self, request: ChatRequest) -> dict[str, str]: ...
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None: ...
+
+    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout: ...
+
+    def _redirect_error(self, resp: aiohttp.ClientResponse) -> RedirectError: ...
+
+    def _error_from(self, resp: aiohttp.ClientResponse, raw: bytes) -> LLMError: ...
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes: ...
+
+    def _too_large(self, what: str, cap: int, resp: aiohttp.ClientResponse | None
+                   ) -> ResponseTooLargeError: ...
+
+    def _map_exception(self, exc: BaseException, phase: str, timeout: Timeout) -> LLMError: ...
+
+    def _without_content(self, error: LLMError, request: ChatRequest) -> None: ...
+
+
+async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
+                         ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
+    """One streamed attempt of ``transport`` (what ``HTTPTransport.stream`` returns): send,
+    then decode and yield chunks under the ``first_chunk``, ``idle`` and ``total`` timeouts and
+    the size caps, recording the attempt on ``ctx``."""
+    timeout = request.timeout or transport.timeout
+    # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
+    payload = transport._encode(request, stream=True)
+    url = transport.stream_url(request)
+    headers = transport._headers(request)
+    if transport.signs_requests:
+        await transport.sign(str(url), headers, payload)
+        register_header_secrets(headers)  # a fetched token is a secret too
+    attempt = ctx.begin_attempt(transport.provider, request.model)
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    deadline = None if timeout.total is None else now + timeout.total
+    # The deadline of the current phase: first_chunk from sending until the first chunk of
+    # content; then idle, re-armed by each event that carries data. Comments, pings and
+    # content-free events before the first chunk never move it.
+    phase_deadline = None if timeout.first_chunk is None else now + timeout.first_chunk
+    delivered = 0
+    received = 0
+    text_size = 0
+    phase = "first_chunk"
+    resp: aiohttp.ClientResponse | None = None
+    completed = False
+    max_bytes, max_text = transport.max_stream_bytes, transport.max_stream_text
+    keepalive = transport.keepalive_events
+    try:
+        try:
+            async with _timeout(_remaining(phase_deadline, deadline, loop)):
+                attempt.sent = True  # from here on the body may reach the provider
+                try:
+                    resp = await transport.session.post(
+                        url, data=payload, headers=headers,
+                        timeout=transport._client_timeout(timeout), allow_redirects=False,
+                    )
+                except _NOT_SENT:
+                    attempt.sent = False
+                    raise
+                ctx.response_headers = resp.headers
+                attempt.request_id = transport._request_id(resp.headers)
+                if 300 <= resp.status < 400:
+                    raise transport._redirect_error(resp)
+                if resp.status >= 400:
+                    raise transport._error_from(resp, await transport._read_body(resp))
+            decoder = transport.stream_decoder()
+            parser = transport.stream_parser(request)
+            content = resp.content
+            while not parser.done:
+                # What is already buffered needs no timer; only a real wait is timed.
+                data = content.read_nowait()
+                if not data:
+                    async with _timeout(_remaining(phase_deadline, deadline, loop)):
+                        data = await content.readany()
+                if data:
+                    received += len(data)
+                    if received > max_bytes:
+                        raise transport._too_large("the stream", max_bytes, resp)
+                    events = decoder.feed(data)
+                else:
+                    events = decoder.end()
+                progressed = False
+                for event in events:
+                    if delivered and event.event not in keepalive:
+                        progressed = True  # data after the first chunk: not idle
+                    try:
+                        chunks = parser.feed(event)
+                    except LLMError as exc:  # an error event inside the stream
+                        if exc.request_id is None:
+                            exc.request_id = attempt.request_id
+                        raise
+                    except _PARSE_ERRORS as exc:  # a malformed event tripped the parser
+                        raise ProtocolError(
+                            f"malformed stream event ({type(exc).__name__}: {exc})",
+                            provider=transport.provider) from exc
+                    for chunk in chunks:
+                        text_size += _text_size(chunk)
+                        if text_size > max_text:
+                            raise ResponseTooLargeError(
+                                f"the stream's text exceeded the {max_text}-character cap",
+                                provider=transport.provider, status=resp.status,
+                                request_id=transport._request_id(resp.headers))
+                        delivered += 1
+                        progressed = True
+                        if chunk.usage is not None:
+                            attempt.usage = chunk.usage
+                        yield chunk
+                if not data:
+                    break
+                now = loop.time()
+                if progressed:
+                    phase = "idle"
+                    phase_deadline = None if timeout.idle is None else now + timeout.idle
+                elif phase_deadline is not None and now >= phase_deadline:
+                    raise transport._map_exception(asyncio.TimeoutError(), phase, timeout)
+                if deadline is not None and now >= deadline:
+                    raise transport._map_exception(asyncio.TimeoutError(), "total", timeout)
+            tail = None if parser.done else parser.end()
+            if not parser.done and tail is None:
+                raise APIConnectionError("the stream ended before it was complete",
+                                         provider=transport.provider,
+                                         request_id=transport._request_id(resp.headers))
+            for chunk in tail or ():
+                delivered += 1
+                yield chunk
+            completed = await _drain(content)
+        except LLMError:
+            raise
+        except asyncio.TimeoutError as exc:
+            expired = "total" if deadline is not None and loop.time() >= deadline else phase
+            raise transport._map_exception(exc, expired, timeout) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise transport._map_exception(exc, phase, timeout) from exc
+    except LLMError as err:
+        transport._without_content(err, request)
+        attempt.error = err
+        if delivered:
+            raise StreamError(f"stream failed after {delivered} chunks: {err.message}",
+                              cause=err, chunks_received=delivered) from err
+        raise
+    finally:
+        if resp is not None:
+            if completed:
+                resp.release()
+            else:
+                resp.close()
