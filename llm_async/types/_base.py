@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 _IMMUTABLE_DEFAULTS = (str, int, float, bool, bytes, Decimal, tuple, frozenset, type(None))
 _REQUIRED = object()
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _ConstructPlan:
@@ -97,12 +98,7 @@ class _FastConstruct(BaseModel):
         for name in plan.required:
             if name not in given:
                 del data[name]
-        obj = _new(cls)
-        _set_dict(obj, data)
-        _set_fields_set(obj, given if _fields_set is None else _fields_set)
-        _set_extra(obj, None)
-        _set_private(obj, None)
-        return obj
+        return trusted_instance(cls, data, given if _fields_set is None else _fields_set)
 
 
 _new = object.__new__
@@ -110,6 +106,18 @@ _set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def trusted_instance(cls: type[_M], data: dict[str, Any], fields_set: set[str],
+                     extra: dict[str, Any] | None = None) -> _M:
+    """An instance of ``cls`` whose ``__dict__`` is ``data`` (every field, in field order, with
+    values already of their fields' types), built without validation or default handling."""
+    obj = _new(cls)
+    _set_dict(obj, data)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, extra)
+    _set_private(obj, None)
+    return obj
 
 
 class _Model(_FastConstruct):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InvalidRequestError
-from ._base import _Model, _new, _set_dict, _set_extra, _set_fields_set, _set_private
+from ._base import _Model, trusted_instance
 from .content import Message
 from .tools import Tool
 
@@ -27,12 +27,7 @@ class RequestMetadata(BaseModel):
 
 def _no_metadata() -> RequestMetadata:
     """``RequestMetadata()`` without validating its defaults (the default of every request)."""
-    obj = _new(RequestMetadata)
-    _set_dict(obj, {"user_id": None, "project_id": None})
-    _set_fields_set(obj, set())
-    _set_extra(obj, {})
-    _set_private(obj, None)
-    return obj
+    return trusted_instance(RequestMetadata, {"user_id": None, "project_id": None}, set(), {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,15 +166,10 @@ def _number(value: Any, low: float, high: float) -> bool:
 
 def _text_message(role: str, content: str) -> Message:
     """``Message.model_construct(role=role, content=content)`` on the hot path."""
-    obj = _new(Message)
     data = _MESSAGE_DEFAULTS.copy()
     data["role"] = role
     data["content"] = content
-    _set_dict(obj, data)
-    _set_fields_set(obj, {"role", "content"})
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
+    return trusted_instance(Message, data, {"role", "content"})
 
 
 _MESSAGE_DEFAULTS: dict[str, Any] = {name: None for name in Message.model_fields}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from ._base import _FastConstruct, _new, _set_dict, _set_extra, _set_fields_set, _set_private
+from ._base import _FastConstruct, trusted_instance
 from .content import Citation, ContentPart, ReasoningPart, TextPart
 from .response import ChatResponse, Choice, FinishReason, Refusal, TokenLogprob, Usage
 from .tools import FunctionCall, ToolCall, ToolCallDelta, mark_incomplete
@@ -52,7 +52,6 @@ class ChatChunk(_FastConstruct):
         """``model_construct(delta=..., tool_calls=..., finish_reason=..., usage=..., id=...,
         model=...)`` for a transport's hot path (every chunk of every stream): the same
         instance, built without the generic per-field loop. The values are trusted."""
-        obj = _new(cls)
         data = _CHUNK_DEFAULTS.copy()
         data["delta"] = delta
         data["tool_calls"] = tool_calls
@@ -60,11 +59,7 @@ class ChatChunk(_FastConstruct):
         data["usage"] = usage
         data["id"] = id
         data["model"] = model
-        _set_dict(obj, data)
-        _set_fields_set(obj, _FAST_FIELDS.copy())
-        _set_extra(obj, None)
-        _set_private(obj, None)
-        return obj
+        return trusted_instance(cls, data, _FAST_FIELDS.copy())
 
 
 #: A chunk's fields at their defaults, in field order (``construct_fast`` copies it).

@@ -479,3 +479,31 @@ def test_pieces_cut_inside_characters_and_line_ends() -> None:
     crlf = pieces(body, "crlf", "seed")
     assert b"".join(crlf) == body
     assert any(p.endswith(b"\r") for p in crlf) and any(p.startswith(b"\n") for p in crlf)
+
+
+def test_the_plain_completion_path_reads_every_recorded_answer_as_the_general_parser() -> None:
+    """The short path for the usual completion either declines or builds exactly what the
+    general parser builds (same fields, same fields set), on every recorded OpenAI-shaped
+    answer."""
+    if CORPUS is None:
+        pytest.skip(MISSING)
+    from llm_async.infrastructure.transports.openai.decode import _plain_response
+
+    transport = OpenAITransport("sk-corpus-plain-0000", "http://127.0.0.1:9/v1")
+    request = build_request(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    taken = 0
+    for case in CASES:
+        try:
+            data = json.loads(case["body"])
+        except ValueError:
+            continue  # a stream
+        if not isinstance(data, dict) or "choices" not in data:
+            continue
+        plain = _plain_response(data, request)
+        if plain is None:
+            continue
+        taken += 1
+        reference = transport.parse_any_response(data, request)
+        assert plain.__dict__ == reference.__dict__, case["id"]
+        assert plain.model_fields_set == reference.model_fields_set, case["id"]
+    assert taken >= 5  # the usual answer is the common one in the corpus too

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...types import Usage
+from ...types._base import trusted_instance
 from .money import ZERO, new_id, quantize, to_nano, utcnow
 from .periods import BudgetPeriod
 
@@ -139,18 +140,12 @@ def trusted_record(**values: Any) -> UsageRecord:
     """A :class:`UsageRecord` from values that already have their fields' types (every field
     given), without re-validating them (what ``model_construct`` does, minus its defaults
     handling)."""
-    record = _new(UsageRecord)
-    _set(record, "__dict__", values)
-    # Shared: pydantic copies this set before changing it (``model_copy``), never in place.
-    _set(record, "__pydantic_fields_set__", _ALL_SET)
-    _set(record, "__pydantic_extra__", None)
-    _set(record, "__pydantic_private__", None)
-    return record
+    # The fields set is shared: the record is frozen, and pydantic copies the set before
+    # changing it (``model_copy``), never in place.
+    return trusted_instance(UsageRecord, values, _ALL_SET)
 
 
 _ALL_SET = set(_RECORD_FIELDS)
-_new = UsageRecord.__new__
-_set = object.__setattr__
 
 
 class CostMetrics(_Mapping):

@@ -92,32 +92,7 @@ class _OpenAIStreamParser:
         self._extras.update(extras)
 
     def chunks(self, obj: dict[str, Any]) -> list[ChatChunk]:
-        # Nearly every chunk of a stream is one text delta of choice 0 with the usual fields
-        # and nothing pending: built here with as few lookups as the checks allow.
-        choices = obj.get("choices")
-        if (type(choices) is list and len(choices) == 1 and self._extras is None
-                and len(obj) <= 7 and obj.get("usage") is None):
-            choice = choices[0]
-            if type(choice) is dict and len(choice) <= 4 and choice.get("finish_reason") is None:
-                delta = choice.get("delta")
-                if type(delta) is dict:
-                    text = delta.get("content")
-                    if (type(text) is str and text and not choice.get("index")
-                            and choice.get("logprobs") is None
-                            and (len(delta) == 1 or (len(delta) == 2 and "role" in delta))
-                            and _COMMON_CHOICE_FIELDS.issuperset(choice)
-                            and _COMMON_CHUNK_FIELDS.issuperset(obj)
-                            and (self._fingerprint or obj.get("system_fingerprint") is None)):
-                        chunk_id = obj.get("id") or None
-                        model = obj.get("model") or None
-                        if ((chunk_id is None or type(chunk_id) is str)
-                                and (model is None or type(model) is str)):
-                            return [ChatChunk.construct_fast(text, [], None, None, chunk_id,
-                                                             model)]
-        return self._chunks(obj)
-
-    def _chunks(self, obj: dict[str, Any]) -> list[ChatChunk]:
-        # Any other chunk: dict checks before the (slow) Mapping ABC check.
+        # The hot path of every stream: dict checks before the (slow) Mapping ABC check.
         raw_usage = obj.get("usage")
         usage = openai_usage(raw_usage) if raw_usage is not None else None
         choices = obj.get("choices") or ()

@@ -112,8 +112,11 @@ class OpenAITransport(HTTPTransport):
 
     def parse_response(self, data: Any, request: ChatRequest) -> ChatResponse:
         plain = _plain_response(data, request)
-        if plain is not None:
-            return plain
+        return plain if plain is not None else self.parse_any_response(data, request)
+
+    def parse_any_response(self, data: Any, request: ChatRequest) -> ChatResponse:
+        """Any chat completion (what :meth:`parse_response` falls back to when the answer is
+        not the usual one-choice text)."""
         if not isinstance(data, Mapping):
             raise ProtocolError("response is not a JSON object", provider=self.provider)
         if "error" in data and not data.get("choices"):
