@@ -222,7 +222,11 @@ async def check_panels(page: Any, work: Workload, manager: CostManager) -> None:
     daily = manager.get_budget_status("daily")
     row = await _cells(page, "#budgets-table tr[data-name='daily'] td")
     assert row[:5] == ["daily", "global", "daily", _money(daily.spent), "$5.0000"]
-    assert daily.forecast is not None and row[6].startswith(_money(daily.forecast))
+    # The forecast runs with the clock (spend × period / time elapsed), so the page's figure,
+    # rendered a moment before this one, may differ in its last digit.
+    assert daily.forecast is not None and row[6].startswith("$")
+    shown = Decimal(row[6].split()[0].lstrip("$"))
+    assert abs(shown - daily.forecast) <= daily.forecast / 1000
     assert row[7] == "ok"
     row = await _cells(page, "#budgets-table tr[data-name='alice-monthly'] td")
     assert row[:5] == ["alice-monthly", "user:alice", "monthly",
