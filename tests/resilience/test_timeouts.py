@@ -160,3 +160,49 @@ async def test_queue_time_counts_toward_no_timeout_and_never_trips_the_breaker()
             assert layer is not None
             status = layer.status()["breakers"]["openai/gpt-4o-mini"]
             assert status["state"] == "closed" and status["failed_requests"] == 0
+
+
+@contextlib.asynccontextmanager
+async def _stalling_server(body_head: bytes, length: int) -> AsyncIterator[str]:
+    """A loopback HTTP server that answers 200 with ``Content-Length: length``, sends
+    ``body_head`` and then nothing more until the client hangs up."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % length + body_head)
+            await writer.drain()
+            await reader.read()  # until the client closes the connection
+        writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        listener.close()
+
+
+async def test_a_unary_body_that_stalls_after_the_headers_expires_idle() -> None:
+    async with _stalling_server(b'{"id": "x", "choices": [', 400) as base_url, \
+            AsyncLLMClient(provider="openai", api_key="sk-test-abcdef", base_url=base_url,
+                           layers=[], timeout=Timeout(first_chunk=5, idle=0.05,
+                                                      total=30)) as client:
+        with pytest.raises(APITimeoutError) as info:
+            await client.chat(model="gpt-4o-mini", messages=MESSAGES)
+    assert info.value.phase == "idle" and info.value.retryable
+
+
+async def test_a_slow_consumer_between_chunks_is_never_interrupted(
+        server: MockProviderServer) -> None:
+    """The idle deadline passes while the caller is busy with a chunk: the caller's own await
+    runs to its end, and the stream goes on with what the server had sent meanwhile."""
+    async with _client(server, timeout=Timeout(first_chunk=5, idle=0.02, total=30)) as client:
+        texts = []
+        async with client.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+            async for chunk in stream:
+                if chunk.delta:
+                    texts.append(chunk.delta)
+                if len(texts) == 1:
+                    await asyncio.sleep(0.2)  # longer than idle: not a timeout of the stream
+        assert stream.final_response is not None and "".join(texts)

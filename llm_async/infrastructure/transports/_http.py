@@ -29,19 +29,16 @@ __all__ = [
     "_FILLED_FIELDS",
     "_NOT_SENT",
     "_PARSE_ERRORS",
-    "_SOCKET_TIMEOUT",
     "_caused_by",
     "_check_base_url",
     "_drain",
+    "_earliest",
     "_env_proxy",
-    "_remaining",
     "_text_size",
     "_timeout",
     "check_headers",
 ]
 
-# aiohttp's sock_read timeout (told apart from the total and connect ones since 3.10).
-_SOCKET_TIMEOUT = aiohttp.SocketTimeoutError
 #: Failures that prove no connection was made, so no byte of the request reached the provider.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 #: What a provider's parse hook raises on a body of the wrong shape; mapped to ProtocolError.
@@ -131,10 +128,9 @@ async def _drain(content: aiohttp.StreamReader) -> bool:
     return True
 
 
-def _remaining(phase_deadline: float | None, deadline: float | None,
-               loop: asyncio.AbstractEventLoop) -> float | None:
-    """Seconds until the earlier of the phase deadline and the total deadline."""
-    end = phase_deadline if deadline is None else (
-        deadline if phase_deadline is None else min(deadline, phase_deadline))
-    return None if end is None else max(0.0, end - loop.time())
+def _earliest(phase_deadline: float | None, deadline: float | None) -> float | None:
+    """The earlier of a phase deadline and the total deadline (``None`` for neither)."""
+    if deadline is None:
+        return phase_deadline
+    return deadline if phase_deadline is None or deadline < phase_deadline else phase_deadline
 

@@ -25,10 +25,10 @@ from ._http import (
     _NOT_SENT,
     _PARSE_ERRORS,
     _drain,
-    _remaining,
+    _earliest,
     _text_size,
-    _timeout,
 )
+from ._watch import Watch
 
 __all__ = ["StreamingTransport", "stream_attempt"]
 
@@ -80,7 +80,7 @@ class StreamingTransport(Protocol):
 
     def _error_from(self, resp: aiohttp.ClientResponse, raw: bytes) -> LLMError: ...
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes: ...
+    async def _read_body(self, resp: aiohttp.ClientResponse, watch: Watch) -> bytes: ...
 
     def _too_large(self, what: str, cap: int, resp: aiohttp.ClientResponse | None
                    ) -> ResponseTooLargeError: ...
@@ -115,28 +115,31 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
     received = 0
     text_size = 0
     phase = "first_chunk"
+    watch = Watch(loop, _earliest(phase_deadline, deadline))
     resp: aiohttp.ClientResponse | None = None
     completed = False
     max_bytes, max_text = transport.max_stream_bytes, transport.max_stream_text
     keepalive = transport.keepalive_events
     try:
         try:
-            async with _timeout(_remaining(phase_deadline, deadline, loop)):
-                attempt.sent = True  # from here on the body may reach the provider
-                try:
-                    resp = await transport.session.post(
-                        url, data=payload, headers=headers,
-                        timeout=transport._client_timeout(timeout), allow_redirects=False,
-                    )
-                except _NOT_SENT:
-                    attempt.sent = False
-                    raise
-                ctx.response_headers = resp.headers
-                attempt.request_id = transport._request_id(resp.headers)
-                if 300 <= resp.status < 400:
-                    raise transport._redirect_error(resp)
-                if resp.status >= 400:
-                    raise transport._error_from(resp, await transport._read_body(resp))
+            watch.enter()
+            attempt.sent = True  # from here on the body may reach the provider
+            try:
+                resp = await transport.session.post(
+                    url, data=payload, headers=headers,
+                    timeout=transport._client_timeout(timeout), allow_redirects=False,
+                )
+            except _NOT_SENT:
+                attempt.sent = False
+                raise
+            finally:
+                watch.leave()
+            ctx.response_headers = resp.headers
+            attempt.request_id = transport._request_id(resp.headers)
+            if 300 <= resp.status < 400:
+                raise transport._redirect_error(resp)
+            if resp.status >= 400:
+                raise transport._error_from(resp, await transport._read_body(resp, watch))
             decoder = transport.stream_decoder()
             parser = transport.stream_parser(request)
             content = resp.content
@@ -144,8 +147,11 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
                 # What is already buffered needs no timer; only a real wait is timed.
                 data = content.read_nowait()
                 if not data:
-                    async with _timeout(_remaining(phase_deadline, deadline, loop)):
+                    watch.enter()
+                    try:
                         data = await content.readany()
+                    finally:
+                        watch.leave()
                 if data:
                     received += len(data)
                     if received > max_bytes:
@@ -185,6 +191,7 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
                 if progressed:
                     phase = "idle"
                     phase_deadline = None if timeout.idle is None else now + timeout.idle
+                    watch.at = _earliest(phase_deadline, deadline)
                 elif phase_deadline is not None and now >= phase_deadline:
                     raise transport._map_exception(asyncio.TimeoutError(), phase, timeout)
                 if deadline is not None and now >= deadline:
@@ -203,6 +210,12 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
         except asyncio.TimeoutError as exc:
             expired = "total" if deadline is not None and loop.time() >= deadline else phase
             raise transport._map_exception(exc, expired, timeout) from exc
+        except asyncio.CancelledError as exc:
+            if not watch.timed_out():
+                raise
+            expired = "total" if deadline is not None and loop.time() >= deadline else phase
+            raise transport._map_exception(
+                asyncio.TimeoutError(), expired, timeout) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise transport._map_exception(exc, phase, timeout) from exc
     except LLMError as err:
@@ -213,6 +226,7 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
                               cause=err, chunks_received=delivered) from err
         raise
     finally:
+        watch.close()
         if resp is not None:
             if completed:
                 resp.release()

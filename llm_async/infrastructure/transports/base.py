@@ -70,9 +70,9 @@ from ._http import (
     _FILLED_FIELDS,
     _NOT_SENT,
     _PARSE_ERRORS as _PARSE_ERRORS,
-    _SOCKET_TIMEOUT,
     _caused_by as _caused_by,
     _check_base_url,
+    _earliest,
     _env_proxy,
     check_headers,
 )
@@ -80,6 +80,7 @@ from ._proxy import env_proxy
 from ._scrub import _prompt_texts, scrub_content as scrub_content
 from ._stream import stream_attempt
 from ._sync import run_blocking, session_loop
+from ._watch import Watch
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -211,7 +212,6 @@ class HTTPTransport:
         self._session = session
         self._owns_session = session is None
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._unary_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
 
     # -- provider hooks -------------------------------------------------------------------
 
@@ -366,13 +366,6 @@ class HTTPTransport:
                 f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
                 field="extra_body" if request.extra_body else "messages") from None
 
-    def _unary_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
-        ct = self._unary_timeouts.get(timeout)
-        if ct is None:
-            ct = self._unary_timeouts[timeout] = aiohttp.ClientTimeout(
-                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_chunk)
-        return ct
-
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         # Only the connect timeout is aiohttp's: its sock_read would also cover the wait for the
         # first byte, which is the first_chunk timeout's job. Reads are timed by our own timers.
@@ -408,24 +401,33 @@ class HTTPTransport:
             return ProtocolError(f"malformed HTTP response: {exc.message}", provider=self.provider)
         return APIConnectionError(f"{type(exc).__name__}: {exc}", provider=self.provider)
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, watch: Watch) -> bytes:
         """The (decompressed) body, counted as it is read: ``Content-Length`` is trusted only
-        for an uncompressed body."""
+        for an uncompressed body. A body still arriving is read under ``watch``'s deadline,
+        moved ``idle`` seconds on by each piece (never past the total deadline)."""
         length = resp.content_length
         cap = self.max_response_bytes
-        if length is not None and length <= cap and not resp.headers.get("Content-Encoding"):
-            return await resp.read()
+        content = resp.content
+        if (length is not None and length <= cap and content.is_eof()
+                and not resp.headers.get("Content-Encoding")):
+            return await resp.read()  # all of it is here: nothing to wait for
         parts: list[bytes] = []
         size = 0
-        content = resp.content
         while True:
-            data = await content.readany()
+            data = content.read_nowait()
+            if not data:
+                watch.enter()
+                try:
+                    data = await content.readany()
+                finally:
+                    watch.leave()
             if not data:
                 break
             size += len(data)
             if size > cap:
                 raise self._too_large("response body", cap, resp)
             parts.append(data)
+            watch.progressed()
         return b"".join(parts)
 
     def _error_from(self, resp: aiohttp.ClientResponse, raw: bytes) -> LLMError:
@@ -468,21 +470,30 @@ class HTTPTransport:
             register_header_secrets(headers)  # a fetched token is a secret too
         attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
-        # aiohttp's own timer enforces all three: connect, first_chunk (the wait for data, as
-        # sock_read) and total; its exception type says which one expired.
+        # aiohttp times the connect; one watch times the rest: first_chunk until the response
+        # headers, then idle between pieces of the body, and total throughout.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = None if timeout.total is None else now + timeout.total
+        first = None if timeout.first_chunk is None else now + timeout.first_chunk
+        watch = Watch(loop, _earliest(first, deadline), idle=timeout.idle, deadline=deadline)
+        phase = "first_chunk"
         try:
             attempt.sent = True  # from here on the body may reach the provider
+            watch.enter()
             async with self.session.post(
                 url, data=payload, headers=headers,
-                timeout=self._unary_timeout(timeout), allow_redirects=False,
+                timeout=self._client_timeout(timeout), allow_redirects=False,
             ) as resp:
-                ctx.response_headers = resp.headers
+                watch.leave()
+                phase = "idle"
+                watch.progressed()
+                ctx.response_headers = response_headers = resp.headers
                 if 300 <= resp.status < 400:
                     raise self._redirect_error(resp)
-                raw = await self._read_body(resp)
+                raw = await self._read_body(resp, watch)
                 if resp.status >= 400:
                     raise self._error_from(resp, raw)
-                response_headers = resp.headers
         except LLMError as exc:
             attempt.error = exc
             raise
@@ -490,15 +501,22 @@ class HTTPTransport:
             attempt.sent = False
             attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
             raise err from exc
-        except _SOCKET_TIMEOUT as exc:
-            attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
+        except asyncio.CancelledError as exc:
+            if not watch.timed_out():
+                raise
+            expired = "total" if deadline is not None and loop.time() >= deadline else phase
+            attempt.error = err = self._map_exception(asyncio.TimeoutError(), expired, timeout)
             raise err from exc
         except asyncio.TimeoutError as exc:
-            attempt.error = err = self._map_exception(exc, "total", timeout)
+            expired = "total" if deadline is not None and loop.time() >= deadline else phase
+            attempt.error = err = self._map_exception(exc, expired, timeout)
             raise err from exc
         except (aiohttp.ClientError, OSError) as exc:
-            attempt.error = err = self._map_exception(exc, "first_chunk", timeout)
+            attempt.error = err = self._map_exception(exc, phase, timeout)
             raise err from exc
+        finally:
+            watch.leave()
+            watch.close()
         try:
             data = _json.loads(raw)
         except ValueError as exc:
