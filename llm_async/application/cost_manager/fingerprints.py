@@ -30,6 +30,16 @@ def prompt_hashes(request: ChatRequest) -> tuple[str | None, str | None]:
     (and tools), and with every message but the last (``None`` for a single message, and both
     ``None`` for a prompt over a mebibyte of text)."""
     messages = request.messages
+    if len(messages) == 1 and not request.tools:
+        message = messages[0]
+        content = message.content
+        if (type(content) is str and message.name is None and message.tool_calls is None
+                and message.tool_call_id is None):  # one plain text message: the usual prompt
+            if len(content) > _HASH_LIMIT:
+                return None, None
+            digest = hashlib.sha256(
+                f"{request.model}\x1e{message.role}\x1f{content}\x1d".encode()).hexdigest()
+            return digest[:32], None
     if sum(len(m.content) if type(m.content) is str else 0 for m in messages) > _HASH_LIMIT:
         return None, None
     if len(messages) == 1 and not request.tools:

@@ -50,6 +50,10 @@ logger = logging.getLogger("llm_async.cost")
 #: The output cap sent (and reserved) when a hard budget applies and the caller set no
 #: ``max_tokens`` (lowered to the model's documented maximum output when that is smaller).
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+_COST_FIELDS = frozenset({"cost", "cost_estimated"})
+
+
 class _Plan:
     """What the layer knows about one attempt before sending it."""
 
@@ -329,8 +333,11 @@ class CostLayer(Layer):
             await self._settle(plan, ctx, first, reservation, usage=usage,
                                provider_cost=response.provider_cost, error=None, seen=1,
                                request_id=response.request_id or response.id or None)
-        response.cost = ctx.cost
-        response.cost_estimated = ctx.cost_estimated
+        # Written straight into the response the call made (pydantic's __setattr__ is slow).
+        fields = response.__dict__
+        fields["cost"] = ctx.cost
+        fields["cost_estimated"] = ctx.cost_estimated
+        response.__pydantic_fields_set__.update(_COST_FIELDS)
         return response
 
     def _quick(self, plan: _Plan, ctx: CallContext, first: int, usage: Usage,
@@ -352,6 +359,23 @@ class CostLayer(Layer):
         cost = from_nano(nano)
         manager = self.manager
         prompt_hash, prefix_hash = prompt_hashes(request)
+        number = attempt.number if attempt is not None else 1
+        if not (cached or usage.reasoning_tokens or images or prefix_hash is not None
+                or reservation is not None):
+            # The usual attempt: the ledger keeps a row, and makes its record when read.
+            try:
+                manager.commit_row((
+                    manager.now(),
+                    attempt.provider if attempt is not None else request.provider,
+                    attempt.model if attempt is not None else request.model,
+                    request.user_id, request.project_id, inp, out, cost, prompt_hash,
+                    request_id or (attempt.request_id if attempt is not None else None),
+                    ctx.call_id, number, ctx.billed_attempts == 0), nano)
+            except LLMError:
+                logger.exception("could not record the cost of call %s (%s, $%s)",
+                                 ctx.call_id, request.model, cost)
+            self._billed(ctx, attempt, cost, number)
+            return True
         record = trusted_record(
             id=new_id(), timestamp=manager.now(),
             provider=attempt.provider if attempt is not None else request.provider,
@@ -365,7 +389,7 @@ class CostLayer(Layer):
             cache_hit=False, prompt_hash=prompt_hash, prefix_hash=prefix_hash,
             prefix_tokens=0, request_id=request_id or (
                 attempt.request_id if attempt is not None else None),
-            call_id=ctx.call_id, attempt=attempt.number if attempt is not None else 1,
+            call_id=ctx.call_id, attempt=number,
             counts_call=ctx.billed_attempts == 0, outcome="complete", flags=())
         try:
             manager.commit_now(record, nano, plain=not (cached or usage.reasoning_tokens),
@@ -373,14 +397,19 @@ class CostLayer(Layer):
         except LLMError:
             logger.exception("could not record the cost of call %s (%s, $%s)", ctx.call_id,
                              record.model, cost)
+        self._billed(ctx, attempt, cost, number)
+        return True
+
+    @staticmethod
+    def _billed(ctx: CallContext, attempt: Attempt | None, cost: Decimal, number: int) -> None:
+        """Add an exactly billed attempt to the call's bill."""
         ctx.billed_attempts += 1
         if attempt is not None:
             attempt.cost = cost
         ctx.cost = cost if ctx.cost is None else ctx.cost + cost
         if ctx.listeners:
             ctx.event("cost", cost=cost, estimated=False, reserved=None, outcome="complete",
-                      attempt=record.attempt)
-        return True
+                      attempt=number)
 
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:

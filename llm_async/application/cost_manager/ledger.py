@@ -25,8 +25,10 @@ from .records import (
     Counter,
     CounterKey,
     Hold,
+    RecordRow,
     ReserveResult,
     UsageRecord,
+    record_from_row,
 )
 
 __all__ = ["Ledger", "MemoryLedger", "default_charge"]
@@ -132,8 +134,13 @@ class MemoryLedger:
         self._lock = threading.Lock()
         # Each counter packed into one int, COUNTER_FIELDS as 64-bit fields (one addition per
         # counter per record).
-        self._counters: dict[CounterKey, int] = {}
-        self._records: deque[UsageRecord] = deque(maxlen=max_records)
+        self._counters: dict[CounterKey, list[int]] = {}
+        # The cells of recently added key tuples (by identity): most records add to the same
+        # counters as the one before, so they skip the lookups.
+        self._cells: dict[int, tuple[Sequence[CounterKey], list[list[int]]]] = {}
+        # Records, and rows (RecordRow) of usual attempts not yet read as records.
+        self._records: deque[UsageRecord | RecordRow] = deque(maxlen=max_records)
+        self._rows = False
         self._holds: dict[str, Hold] = {}
         self._expires: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
@@ -146,10 +153,24 @@ class MemoryLedger:
         self._add_packed(keys, sign * _pack(inc.as_tuple()))
 
     def _add_packed(self, keys: Sequence[CounterKey], packed: int) -> None:
-        table = self._counters
-        get = table.get
-        for key in keys:
-            table[key] = get(key, 0) + packed
+        found = self._cells.get(id(keys))
+        if found is None or found[0] is not keys:
+            table = self._counters
+            cells = []
+            for key in keys:
+                cell = table.get(key)
+                if cell is None:
+                    cell = table[key] = [0]
+                cells.append(cell)
+            if len(self._cells) >= 1024:
+                self._cells.clear()
+            self._cells[id(keys)] = found = (keys, cells)
+        for cell in found[1]:
+            cell[0] += packed
+
+    def _value(self, key: CounterKey) -> int:
+        cell = self._counters.get(key)
+        return cell[0] if cell is not None else 0
 
     def _purge(self, now: float) -> None:
         heap = self._heap
@@ -195,7 +216,7 @@ class MemoryLedger:
             self._purge(now)
             amount = hold.amount
             for check in hold.checks:
-                spent = self._counters.get(check.key, 0) & _MASK
+                spent = self._value(check.key) & _MASK
                 held = self._reserved.get(check.name, 0)
                 if spent + held + amount > check.limit:
                     return ReserveResult(False, check.name, spent, held)
@@ -247,12 +268,20 @@ class MemoryLedger:
                 self._undo_tomb(reservation_id)
             self._add_packed(counters, packed)
             self._records.append(record)
-            table = self._counters
-            return [table.get(k, 0) & _MASK for k in watch]
+            return [self._value(k) & _MASK for k in watch]
+
+    def commit_row(self, row: RecordRow, counters: Sequence[CounterKey], cost: int) -> None:
+        """Commit a usual attempt (:data:`~.records.RecordRow`) whose cost in nano-dollars is
+        ``cost``, with no reservation; its record is made when it is first read."""
+        packed = (cost | 1 << 64 | row[5] << 128 | row[6] << 192 | int(row[12]) << 640)
+        with self._lock:
+            self._add_packed(counters, packed)
+            self._records.append(row)
+            self._rows = True
 
     def read(self, keys: Sequence[CounterKey]) -> list[Counter]:
         with self._lock:
-            rows = [self._counters.get(key, 0) for key in keys]
+            rows = [self._value(key) for key in keys]
         return [_unpack(row) for row in rows]
 
     def reserved(self, budgets: Sequence[str], now: float) -> list[int]:
@@ -262,18 +291,27 @@ class MemoryLedger:
 
     def dimension(self, dim: str) -> dict[str, Counter]:
         with self._lock:
-            return {value: _unpack(row) for (period, _window, d, value), row
+            return {value: _unpack(cell[0]) for (period, _window, d, value), cell
                     in self._counters.items() if period == "total" and d == dim}
 
     def recent(self, limit: int) -> list[UsageRecord]:
         with self._lock:
-            records = list(self._records)
+            kept = self._records
+            records: list[UsageRecord] = [
+                item if isinstance(item, UsageRecord) else record_from_row(item)
+                for item in kept]
+            if self._rows:
+                kept.clear()
+                kept.extend(records)
+                self._rows = False
         return records[-limit:] if limit < len(records) else records
 
     def clear(self) -> None:
         with self._lock:
             self._counters.clear()
+            self._cells.clear()
             self._records.clear()
+            self._rows = False
             self._holds.clear()
             self._expires.clear()
             self._heap.clear()

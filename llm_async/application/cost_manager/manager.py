@@ -29,8 +29,10 @@ from .records import (
     CounterKey,
     Outcome,
     Recommendation,
+    RecordRow,
     Reservation,
     UsageRecord,
+    record_from_row,
     trusted_record,
 )
 from .reports import Reports
@@ -285,6 +287,16 @@ class CostManager(Admission, Reports):
                 self._settled(reservation)
         if budgets:
             self._after_commit(record, budgets, watch, totals, nano)
+
+    def commit_row(self, row: RecordRow, nano: int) -> None:
+        """:meth:`commit_now` of a usual attempt (a :data:`~.records.RecordRow`, no
+        reservation) costing ``nano`` nano-dollars: the in-process ledger keeps the row and
+        makes its record when it is read."""
+        memory = self._memory
+        if memory is None or self._budgets:
+            self.commit_now(record_from_row(row), nano, plain=True)
+            return
+        memory.commit_row(row, self.record_keys(row[2], row[3], row[4], row[0]), nano)
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> UsageRecord:
         """Write ``record`` to the ledger, settling ``reservation`` in the same step."""

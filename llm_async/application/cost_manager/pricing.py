@@ -138,13 +138,18 @@ class ModelPrice(_Priced):
         if ints is None:
             return to_nano(self.cost(usage, images=images))
         base, tier, threshold, per_request, per_image = ints
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         inp, cached, write, out, reasoning = (
-            tier if tier is not None and usage.input_tokens > threshold else base)
-        reasoning_tokens = min(usage.reasoning_tokens, usage.output_tokens)
-        total = (usage.uncached_input_tokens * inp + usage.cache_read_tokens * cached
-                 + usage.cache_write_tokens * write
-                 + (usage.output_tokens - reasoning_tokens) * out
-                 + reasoning_tokens * reasoning)
+            tier if tier is not None and input_tokens > threshold else base)
+        read_tokens, write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        reasoning_tokens = usage.reasoning_tokens
+        if read_tokens or write_tokens or reasoning_tokens:
+            reasoning_tokens = min(reasoning_tokens, output_tokens)
+            total = (max(0, input_tokens - read_tokens - write_tokens) * inp
+                     + read_tokens * cached + write_tokens * write
+                     + (output_tokens - reasoning_tokens) * out + reasoning_tokens * reasoning)
+        else:
+            total = max(0, input_tokens) * inp + output_tokens * out
         whole, rest = divmod(total, 1_000_000)
         if rest > 500_000 or (rest == 500_000 and whole & 1):
             whole += 1

@@ -27,9 +27,11 @@ __all__ = [
     "Hold",
     "Outcome",
     "Recommendation",
+    "RecordRow",
     "Reservation",
     "ReserveResult",
     "UsageRecord",
+    "record_from_row",
     "trusted_record",
 ]
 
@@ -146,6 +148,29 @@ def trusted_record(**values: Any) -> UsageRecord:
 
 
 _ALL_SET = set(_RECORD_FIELDS)
+
+#: One complete, exactly priced attempt as the in-process ledger keeps it until it is read:
+#: ``(timestamp, provider, model, user_id, project_id, input_tokens, output_tokens, cost,
+#: prompt_hash, request_id, call_id, attempt, counts_call)``. It has no cached, cache-write
+#: or reasoning tokens, no images, no reservation, no provider figure and no prefix; its
+#: :class:`UsageRecord` (and its ``id``) is made by :func:`record_from_row` when first read.
+RecordRow = tuple[datetime, str | None, str, str | None, str | None, int, int, Decimal,
+                  str | None, str | None, str | None, int, bool]
+
+
+def record_from_row(row: RecordRow) -> UsageRecord:
+    """The :class:`UsageRecord` of a :data:`RecordRow`."""
+    (timestamp, provider, model, user_id, project_id, input_tokens, output_tokens, cost,
+     prompt_hash, request_id, call_id, attempt, counts_call) = row
+    return trusted_instance(UsageRecord, {
+        "id": new_id(), "timestamp": timestamp, "provider": provider, "model": model,
+        "user_id": user_id, "project_id": project_id, "input_tokens": input_tokens,
+        "output_tokens": output_tokens, "cache_read_tokens": 0, "cache_write_tokens": 0,
+        "reasoning_tokens": 0, "images": 0, "cost": cost, "computed_cost": cost,
+        "provider_cost": None, "reserved": None, "estimated": False, "cache_hit": False,
+        "prompt_hash": prompt_hash, "prefix_hash": None, "prefix_tokens": 0,
+        "request_id": request_id, "call_id": call_id, "attempt": attempt,
+        "counts_call": counts_call, "outcome": "complete", "flags": ()}, _ALL_SET)
 
 
 class CostMetrics(_Mapping):
