@@ -414,7 +414,7 @@ class CostLayer(Layer):
     async def stream(self, request: ChatRequest,
                      ctx: CallContext) -> AsyncGenerator[ChatChunk, None]:
         plan = self._plan(request)
-        reservation = await self._reserve(plan, ctx)
+        reservation = await self._reserve(plan, ctx) if plan.hard else None
         first = len(ctx.attempts)
         usage: Usage | None = None
         provider_cost: float | None = None
