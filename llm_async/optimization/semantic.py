@@ -130,7 +130,19 @@ def tenant_of(request: ChatRequest, tenant: TenantSpec = "auto",
         value = None
     else:
         raise InvalidRequestError(f"unknown tenant mode {tenant!r}", field="tenant")
-    return quote(str(value), safe="") if value else "-"
+    if not value:
+        return "-"
+    text = str(value)
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        if len(_QUOTED) >= 1024:
+            _QUOTED.clear()
+        quoted = _QUOTED[text] = quote(text, safe="")
+    return quoted
+
+
+# The quoted form of recent tenant names (most calls name the same few).
+_QUOTED: dict[str, str] = {}
 
 
 def request_key(request: ChatRequest, *, tenant: TenantSpec = "auto",

@@ -120,5 +120,18 @@ def trusted_instance(cls: type[_M], data: dict[str, Any], fields_set: set[str],
     return obj
 
 
+def trusted_copy(obj: _M, update: dict[str, Any]) -> _M:
+    """``obj.model_copy(update=update)`` (a shallow copy with ``update``'s fields replaced), for
+    update values already of their fields' types: no validation, as ``model_copy`` does none
+    either, without its generic copying machinery."""
+    if obj.__pydantic_private__ is not None:
+        return obj.model_copy(update=update)
+    data = obj.__dict__.copy()
+    data.update(update)
+    extra = obj.__pydantic_extra__
+    return trusted_instance(type(obj), data, obj.__pydantic_fields_set__ | update.keys(),
+                            None if extra is None else extra.copy())
+
+
 class _Model(_FastConstruct):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -233,3 +233,24 @@ def test_a_request_is_plain_data_with_no_call_state() -> None:
     req = build_request(model="m", messages=USER)
     assert not hasattr(req, "context") and "context" not in req.model_dump()
     assert req.model_copy() == req
+
+
+def test_trusted_copy_is_model_copy_without_its_machinery() -> None:
+    """The cache hands every hit out as a trusted copy: the same fields, the same fields-set and
+    the same shallow sharing as ``model_copy(update=...)``, and the original untouched."""
+    from decimal import Decimal
+
+    from llm_async.types import ChatResponse, Usage
+    from llm_async.types._base import trusted_copy
+
+    original = ChatResponse(id="r1", model="m", content="hello", finish_reason="stop",
+                            usage=Usage(input_tokens=3, output_tokens=5), extras={"x": 1})
+    update = {"cache_hit": True, "cost": Decimal(0), "latency": 0.001,
+              "requested_model": "m-alias"}
+    copied = trusted_copy(original, update)
+    expected = original.model_copy(update=update)
+    assert copied == expected and copied.model_dump() == expected.model_dump()
+    assert copied.model_fields_set == expected.model_fields_set
+    assert copied.usage is original.usage  # shallow, as model_copy
+    assert not original.cache_hit and original.cost is None
+    assert original.model_fields_set != copied.model_fields_set

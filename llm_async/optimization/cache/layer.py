@@ -17,6 +17,7 @@ from ...context import CallContext
 from ...domain.ports import Handler, Layer, aclosing
 from ...errors import InvalidRequestError
 from ...types import ChatChunk, ChatRequest, ChatResponse, StreamAssembler, ToolCallDelta
+from ...types._base import trusted_copy
 from ..semantic import SimilarityIndex, TenantSpec, request_key, tenant_of
 from ..singleflight import SingleFlight
 from .backends import CacheBackend
@@ -190,7 +191,7 @@ class CacheLayer(Layer):
             ctx.event("cache_hit")
         else:
             ctx.event("cache_hit", similarity=score)
-        return value.model_copy(update={
+        return trusted_copy(value, {
             "cache_hit": True, "cost": _ZERO, "cost_estimated": False,
             "latency": time.perf_counter() - started, "time_to_first_chunk": None,
             "requested_model": request.model,
