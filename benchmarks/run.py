@@ -160,6 +160,10 @@ class LLMAsync(Client):
         reply = await self.client.chat(model=MODEL, messages=MESSAGES)
         if not reply.content:
             raise RuntimeError("empty reply")
+        if self.full and reply.cost is None:
+            # An unpriced call takes the cost layer's estimate path: not what users run.
+            raise RuntimeError(f"the default stack could not price {MODEL}: is llm_async "
+                               "installed with its dependencies (genai-prices)?")
 
     async def stream(self, index: int) -> float | None:
         start = time.perf_counter()
@@ -168,8 +172,12 @@ class LLMAsync(Client):
             async for chunk in stream:
                 if chunk.delta and ttft is None:
                     ttft = time.perf_counter() - start
-        if stream.final_response is None or not stream.final_response.content:
+        final = stream.final_response
+        if final is None or not final.content:
             raise RuntimeError("empty stream")
+        if self.full and final.cost is None:
+            raise RuntimeError(f"the default stack could not price {MODEL}: is llm_async "
+                               "installed with its dependencies (genai-prices)?")
         return ttft
 
     async def close(self) -> None:
