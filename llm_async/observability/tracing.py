@@ -171,7 +171,7 @@ class TracingLayer(Layer):
             ("gen_ai.request.seed", request.seed),
             ("gen_ai.request.stop_sequences", request.stop),
             ("gen_ai.output.type", output_type(request.response_format)),
-            ("gen_ai.conversation.id", getattr(request.metadata, "conversation_id", None)),
+            ("gen_ai.conversation.id", request.metadata.extra_value("conversation_id")),
         ):
             if value is not None:
                 attrs[key] = value

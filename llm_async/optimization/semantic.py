@@ -118,7 +118,7 @@ def tenant_of(request: ChatRequest, tenant: TenantSpec = "auto",
         value = tenant(request)
     elif tenant == "auto":
         meta = request.metadata
-        value = getattr(meta, "tenant_id", None) or meta.user_id
+        value = meta.extra_value("tenant_id") or meta.user_id
         value = f"u:{value}" if value else credential
     elif tenant == "user":
         value = f"u:{request.metadata.user_id}" if request.metadata.user_id else None

@@ -24,6 +24,12 @@ class RequestMetadata(BaseModel):
     user_id: str | None = None
     project_id: str | None = None
 
+    def extra_value(self, name: str) -> Any:
+        """The value of an extra field (``tenant_id``, ``conversation_id``, ...), or ``None``
+        (without the cost of a failed attribute lookup)."""
+        extra = self.__pydantic_extra__
+        return extra.get(name) if extra else None
+
 
 def _no_metadata() -> RequestMetadata:
     """``RequestMetadata()`` without validating its defaults (the default of every request)."""
