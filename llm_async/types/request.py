@@ -207,13 +207,26 @@ def _simple_request(fields: dict[str, Any]) -> ChatRequest | None:
         if type(content) is not str or role not in _SIMPLE_ROLES:
             return None
         built.append(_text_message(role, content))
-    values = dict(fields)
-    values["messages"] = built
+    # ChatRequest.model_construct(**fields), with the messages built, done directly: every
+    # field in order from the template, the given ones over it, fresh defaults for the rest.
+    data = _REQUEST_TEMPLATE.copy()
+    data.update(fields)
+    data["messages"] = built
     if temperature is not None:
-        values["temperature"] = float(temperature)
+        data["temperature"] = float(temperature)
     if top_p is not None:
-        values["top_p"] = float(top_p)
-    return ChatRequest.model_construct(**values)
+        data["top_p"] = float(top_p)
+    data["metadata"] = _no_metadata()
+    data["extra_body"] = {}
+    data["extra_headers"] = {}
+    data["options"] = {}
+    return trusted_instance(ChatRequest, data, set(fields))
+
+
+#: Every field of ChatRequest in order, at its default (the required ones at None).
+_REQUEST_TEMPLATE: dict[str, Any] = {
+    name: None if info.is_required() or info.default_factory is not None else info.default
+    for name, info in ChatRequest.model_fields.items()}
 
 
 def build_request(**fields: Any) -> ChatRequest:

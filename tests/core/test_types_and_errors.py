@@ -206,6 +206,10 @@ def test_fast_path_builds_what_validation_builds(fields: dict[str, object]) -> N
     assert fast.model_dump() == slow.model_dump()
     assert fast.model_fields_set == slow.model_fields_set
     assert type(fast.temperature) is type(slow.temperature)
+    again = _simple_request(dict(fields))
+    assert again is not None  # every mutable default is fresh, never shared between requests
+    for name in ("metadata", "extra_body", "extra_headers", "options"):
+        assert getattr(again, name) is not getattr(fast, name)
 
 
 @pytest.mark.parametrize(
@@ -254,3 +258,13 @@ def test_trusted_copy_is_model_copy_without_its_machinery() -> None:
     assert copied.usage is original.usage  # shallow, as model_copy
     assert not original.cache_hit and original.cost is None
     assert original.model_fields_set != copied.model_fields_set
+
+
+def test_request_metadata_extras_are_read_by_name() -> None:
+    from llm_async.types.request import RequestMetadata
+
+    meta = RequestMetadata(user_id="u", tenant_id="acme", conversation_id="c-1")
+    assert meta.extra_value("tenant_id") == "acme"
+    assert meta.extra_value("conversation_id") == "c-1"
+    assert meta.extra_value("missing") is None and meta.extra_value("user_id") is None
+    assert RequestMetadata().extra_value("tenant_id") is None
