@@ -32,7 +32,6 @@ __all__ = [
     "_caused_by",
     "_check_base_url",
     "_drain",
-    "_earliest",
     "_env_proxy",
     "_text_size",
     "_timeout",
@@ -127,10 +126,4 @@ async def _drain(content: aiohttp.StreamReader) -> bool:
         return False
     return True
 
-
-def _earliest(phase_deadline: float | None, deadline: float | None) -> float | None:
-    """The earlier of a phase deadline and the total deadline (``None`` for neither)."""
-    if deadline is None:
-        return phase_deadline
-    return deadline if phase_deadline is None or deadline < phase_deadline else phase_deadline
 

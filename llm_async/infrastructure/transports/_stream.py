@@ -17,7 +17,6 @@ from ...errors import (
     RedirectError,
     ResponseTooLargeError,
     StreamError,
-    register_header_secrets,
 )
 from ...types import ChatChunk, ChatRequest, Timeout
 from ..sse import SSEEvent
@@ -25,7 +24,6 @@ from ._http import (
     _NOT_SENT,
     _PARSE_ERRORS,
     _drain,
-    _earliest,
     _text_size,
 )
 from ._watch import Watch
@@ -60,17 +58,15 @@ class StreamingTransport(Protocol):
     @property
     def session(self) -> aiohttp.ClientSession: ...
 
-    def stream_url(self, request: ChatRequest) -> Any: ...
 
     def stream_decoder(self) -> _Decoder: ...
 
     def stream_parser(self, request: ChatRequest) -> _Parser: ...
 
-    async def sign(self, url: str, headers: dict[str, str], body: bytes) -> None: ...
+    def _prepare(self, request: ChatRequest, *, stream: bool
+                 ) -> tuple[bytes, Any, dict[str, str]]: ...
 
-    def _encode(self, request: ChatRequest, *, stream: bool) -> bytes: ...
-
-    def _headers(self, request: ChatRequest) -> dict[str, str]: ...
+    async def _sign(self, url: Any, headers: dict[str, str], payload: bytes) -> None: ...
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None: ...
 
@@ -96,26 +92,20 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
     then decode and yield chunks under the ``first_chunk``, ``idle`` and ``total`` timeouts and
     the size caps, recording the attempt on ``ctx``."""
     timeout = request.timeout or transport.timeout
-    # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
-    payload = transport._encode(request, stream=True)
-    url = transport.stream_url(request)
-    headers = transport._headers(request)
+    payload, url, headers = transport._prepare(request, stream=True)
     if transport.signs_requests:
-        await transport.sign(str(url), headers, payload)
-        register_header_secrets(headers)  # a fetched token is a secret too
+        await transport._sign(url, headers, payload)
     attempt = ctx.begin_attempt(transport.provider, request.model)
     loop = asyncio.get_running_loop()
-    now = loop.time()
-    deadline = None if timeout.total is None else now + timeout.total
     # The deadline of the current phase: first_chunk from sending until the first chunk of
     # content; then idle, re-armed by each event that carries data. Comments, pings and
-    # content-free events before the first chunk never move it.
-    phase_deadline = None if timeout.first_chunk is None else now + timeout.first_chunk
+    # content-free events before the first chunk never move it. total throughout.
+    watch = Watch.for_attempt(loop, timeout)
+    deadline = watch.deadline
     delivered = 0
     received = 0
     text_size = 0
     phase = "first_chunk"
-    watch = Watch(loop, _earliest(phase_deadline, deadline))
     resp: aiohttp.ClientResponse | None = None
     completed = False
     max_bytes, max_text = transport.max_stream_bytes, transport.max_stream_text
@@ -190,10 +180,10 @@ async def stream_attempt(transport: StreamingTransport, request: ChatRequest,
                 now = loop.time()
                 if progressed:
                     phase = "idle"
-                    phase_deadline = None if timeout.idle is None else now + timeout.idle
-                    watch.at = _earliest(phase_deadline, deadline)
-                elif phase_deadline is not None and now >= phase_deadline:
-                    raise transport._map_exception(asyncio.TimeoutError(), phase, timeout)
+                    watch.progressed(now)
+                elif watch.at is not None and now >= watch.at:
+                    expired = "total" if deadline is not None and now >= deadline else phase
+                    raise transport._map_exception(asyncio.TimeoutError(), expired, timeout)
                 if deadline is not None and now >= deadline:
                     raise transport._map_exception(asyncio.TimeoutError(), "total", timeout)
             tail = None if parser.done else parser.end()

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import asyncio
 
+from ...types import Timeout
+
 __all__ = ["Watch"]
+
+
+def _earliest(phase_deadline: float | None, deadline: float | None) -> float | None:
+    """The earlier of a phase deadline and the total deadline (``None`` for neither)."""
+    if deadline is None:
+        return phase_deadline
+    return deadline if phase_deadline is None or deadline < phase_deadline else phase_deadline
 
 
 class Watch:
@@ -40,6 +49,15 @@ class Watch:
         self.at = at
         self.expired = False
 
+    @classmethod
+    def for_attempt(cls, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> Watch:
+        """The watch of an attempt sent now: ``first_chunk`` and ``total`` run from now, and
+        ``idle`` after each piece of data."""
+        now = loop.time()
+        deadline = None if timeout.total is None else now + timeout.total
+        first = None if timeout.first_chunk is None else now + timeout.first_chunk
+        return cls(loop, _earliest(first, deadline), idle=timeout.idle, deadline=deadline)
+
     def enter(self) -> None:
         """Start a wait; the deadline must not have passed."""
         at = self.at
@@ -59,12 +77,15 @@ class Watch:
         """End a wait."""
         self._waiting = False
 
-    def progressed(self) -> None:
-        """Data arrived: the next wait may last :attr:`idle` seconds, never past
-        :attr:`deadline`."""
-        idle, deadline = self.idle, self.deadline
-        at = None if idle is None else self._loop.time() + idle
-        self.at = deadline if at is None or (deadline is not None and deadline < at) else at
+    def progressed(self, now: float | None = None) -> None:
+        """Data arrived (at loop time ``now``, read if not given): the next wait may last
+        :attr:`idle` seconds, never past :attr:`deadline`."""
+        idle = self.idle
+        if idle is None:
+            self.at = self.deadline
+        else:
+            self.at = _earliest((self._loop.time() if now is None else now) + idle,
+                                self.deadline)
 
     def _fire(self) -> None:
         self._handle = None

@@ -72,7 +72,6 @@ from ._http import (
     _PARSE_ERRORS as _PARSE_ERRORS,
     _caused_by as _caused_by,
     _check_base_url,
-    _earliest,
     _env_proxy,
     check_headers,
 )
@@ -355,6 +354,20 @@ class HTTPTransport:
             headers.update(extra)
         return headers
 
+    def _prepare(self, request: ChatRequest, *, stream: bool
+                 ) -> tuple[bytes, str | URL, dict[str, str]]:
+        """The body, URL and headers of one call (to be signed by :meth:`_sign` when
+        ``signs_requests``). Input errors are raised here, before the attempt exists: nothing
+        was sent, nothing billed."""
+        return (self._encode(request, stream=stream),
+                self.stream_url(request) if stream else self.url(request),
+                self._headers(request))
+
+    async def _sign(self, url: str | URL, headers: dict[str, str], payload: bytes) -> None:
+        """Sign one call's headers (:meth:`sign`); a fetched token is a secret too."""
+        await self.sign(str(url), headers, payload)
+        register_header_secrets(headers)
+
     def _encode(self, request: ChatRequest, *, stream: bool) -> bytes:
         """The JSON body of a call; a request that cannot be encoded fails before sending."""
         try:
@@ -461,22 +474,16 @@ class HTTPTransport:
 
     async def _chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         timeout = request.timeout or self.timeout
-        # Input errors are raised before the attempt exists: nothing was sent, nothing billed.
-        payload = self._encode(request, stream=False)
-        url = self.url(request)
-        headers = self._headers(request)
+        payload, url, headers = self._prepare(request, stream=False)
         if self.signs_requests:
-            await self.sign(str(url), headers, payload)
-            register_header_secrets(headers)  # a fetched token is a secret too
+            await self._sign(url, headers, payload)
         attempt = ctx.begin_attempt(self.provider, request.model)
         started = time.perf_counter()
         # aiohttp times the connect; one watch times the rest: first_chunk until the response
         # headers, then idle between pieces of the body, and total throughout.
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        deadline = None if timeout.total is None else now + timeout.total
-        first = None if timeout.first_chunk is None else now + timeout.first_chunk
-        watch = Watch(loop, _earliest(first, deadline), idle=timeout.idle, deadline=deadline)
+        watch = Watch.for_attempt(loop, timeout)
+        deadline = watch.deadline
         phase = "first_chunk"
         try:
             attempt.sent = True  # from here on the body may reach the provider
